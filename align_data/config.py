@@ -1,0 +1,213 @@
+"""Build and train configuration: pydantic models loaded from TOML, with ``--set key=value`` overrides."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from align_data.errors import AlignDataError
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SourceConfig(_Model):
+    """One text source: a local txt/jsonl/parquet file (or glob) or an HF dataset name."""
+
+    name: str = Field(description="Short name recorded in every row's source.dataset and id.",
+                      pattern=r"^[A-Za-z0-9_.-]+$")
+    path: str = Field(description="Local file/glob, or an HF dataset name when format='hf'.")
+    format: Literal["auto", "txt", "jsonl", "parquet", "hf"] = Field(
+        "auto", description="Input format; 'auto' picks by file extension.")
+    text_column: str = Field("text", description="Column holding the document text (jsonl/parquet/hf).")
+    id_column: str | None = Field(None, description="Column holding a document id; row index if unset.")
+    txt_unit: Literal["line", "paragraph", "document"] = Field(
+        "paragraph", description="For txt: one document per line, per blank-line paragraph, or per file.")
+    split: str = Field("train", description="Dataset split to read (hf, and the split name given to local files).")
+    hf_config: str | None = Field(None, description="HF dataset config name, if the dataset has several.")
+
+
+class SegmentConfig(_Model):
+    """How documents become segments, and which segments are kept."""
+
+    min_words: int = Field(6, ge=1, description="Segments with fewer words are filtered as too_short.")
+    max_words: int = Field(40, ge=1, description="Sentences are packed up to this many words; longer ones split.")
+    max_chars: int = Field(2000, ge=10, description="Segments longer than this (e.g. no spaces) are filtered.")
+    dedup: bool = Field(True, description="Drop repeated segments (normalized hash) within a shard.")
+    sample_fraction: float = Field(1.0, gt=0, le=1, description="Seeded fraction of segments kept.")
+
+    @model_validator(mode="after")
+    def _range(self) -> "SegmentConfig":
+        if self.min_words > self.max_words:
+            raise ValueError(f"segment.min_words ({self.min_words}) > segment.max_words ({self.max_words})")
+        return self
+
+
+class InterleaveConfig(_Model):
+    """Task mix and InSerter speech-span choice."""
+
+    task_weights: dict[Literal["continuation", "description", "interleaved"], float] = Field(
+        default_factory=lambda: {"continuation": 0.4, "description": 0.3, "interleaved": 0.3},
+        description="Relative weight of each task when a segment is assigned one (seeded).")
+    speech_ratio: float = Field(0.5, gt=0, le=1, description="Target fraction of words spoken in interleaved rows.")
+    min_span_words: int = Field(3, ge=1, description="Shortest speech span in interleaved rows, in words.")
+    max_span_words: int = Field(12, ge=1, description="Longest speech span in interleaved rows, in words.")
+
+
+class VoiceSpec(_Model):
+    """One voice of the pool with the attributes that are known about it."""
+
+    id: str = Field(description="Backend voice name, e.g. espeak-ng 'en-us+f2'.")
+    gender: Literal["female", "male", "unknown"] = Field(description="Perceived gender of the voice.")
+    accent: str = Field(description="Accent name used in descriptions, e.g. 'American'.")
+    language: str = Field("en", description="BCP-47-ish language code.")
+    weight: float = Field(1.0, gt=0, description="Relative sampling weight in the pool.")
+
+
+class TTSConfig(_Model):
+    """Speech synthesis: backend, voice pool and prosody ranges sampled per record."""
+
+    backend: Literal["espeak"] = Field("espeak", description="TTS engine.")
+    sample_rate: int = Field(16000, description="Output sample rate (Hz); audio is stored mono FLAC.")
+    voices: list[VoiceSpec] = Field(default_factory=lambda: [
+        VoiceSpec(id="en-us+m3", gender="male", accent="American", language="en-us"),
+        VoiceSpec(id="en-us+f2", gender="female", accent="American", language="en-us"),
+        VoiceSpec(id="en+m1", gender="male", accent="British", language="en-gb"),
+        VoiceSpec(id="en+f3", gender="female", accent="British", language="en-gb"),
+        VoiceSpec(id="en-gb-scotland+m2", gender="male", accent="Scottish", language="en-gb"),
+        VoiceSpec(id="en-029+f4", gender="female", accent="Caribbean", language="en"),
+    ], description="Voice pool; each record samples one voice by weight.")
+    rate_range: tuple[int, int] = Field((140, 200), description="espeak-ng words per minute (-s), sampled.")
+    pitch_range: tuple[int, int] = Field((25, 75), description="espeak-ng pitch 0-99 (-p), sampled.")
+    volume_range: tuple[int, int] = Field((70, 140), description="espeak-ng amplitude 0-200 (-a), sampled.")
+    timeout_s: float = Field(30.0, gt=0, description="Kill the engine after this many seconds on one text.")
+
+
+class ParalinguisticsConfig(_Model):
+    """Acoustic measures behind the DeSTA2 seed transcript."""
+
+    f0_min_hz: float = Field(60.0, gt=0, description="Lowest f0 searched by yin.")
+    f0_max_hz: float = Field(400.0, gt=0, description="Highest f0 searched by yin.")
+
+
+class LLMConfig(_Model):
+    """The LLM that writes continuation and description targets."""
+
+    backend: Literal["transformers"] = Field("transformers", description="Inference backend.")
+    model: str = Field("embedded", description="'embedded' = Gemma 3 270M from PyPI, or an HF model folder.")
+    max_new_tokens: int = Field(48, ge=1, le=4096, description="Generation length limit per target.")
+    batch_size: int = Field(8, ge=1, description="Prompts generated together.")
+    temperature: float = Field(0.0, ge=0, description="0 = greedy; >0 samples with a seed per record.")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass when temperature > 0.")
+    threads: int | None = Field(None, ge=1, description="torch threads per worker (default: torch's choice).")
+
+
+class ShardConfig(_Model):
+    """How the input is cut into shards (the unit of work, atomicity and resume)."""
+
+    docs_per_shard: int = Field(8, ge=1, description="Source documents per shard.")
+
+
+class RunnerConfig(_Model):
+    """Where shards run."""
+
+    kind: Literal["local", "ray"] = Field("ray", description="'local' loop in-process, or Ray.")
+    ray_address: str | None = Field(None, description="Ray cluster address; unset starts a local Ray.")
+    num_workers: int = Field(1, ge=1, description="Ray actors per stage group.")
+    cpus_per_worker: float = Field(1.0, gt=0, description="CPUs reserved per Ray actor.")
+    max_in_flight: int = Field(2, ge=1, description="Shards queued per worker beyond the running one.")
+    object_store_mb: int = Field(512, ge=64, description="Object store cap for a local Ray.")
+
+
+class BuildConfig(_Model):
+    """A whole build: sources → segments → speech → attributes → targets → shards."""
+
+    seed: int = Field(0, description="Global seed; every random choice derives from (seed, shard, id, stage).")
+    sources: list[SourceConfig] = Field(min_length=1, description="Text sources, read in order.")
+    segment: SegmentConfig = Field(default_factory=SegmentConfig, description="Segmentation and filters.")
+    interleave: InterleaveConfig = Field(default_factory=InterleaveConfig, description="Task mix, speech spans.")
+    tts: TTSConfig = Field(default_factory=TTSConfig, description="Speech synthesis.")
+    paralinguistics: ParalinguisticsConfig = Field(default_factory=ParalinguisticsConfig,
+                                                   description="Acoustic measures.")
+    llm: LLMConfig = Field(default_factory=LLMConfig, description="Target generation.")
+    shards: ShardConfig = Field(default_factory=ShardConfig, description="Sharding.")
+    runner: RunnerConfig = Field(default_factory=RunnerConfig, description="Execution.")
+
+    def hash(self) -> str:
+        """Hash of everything that changes output bytes (the runner settings do not)."""
+        data = self.model_dump(mode="json", exclude={"runner"})
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _parse_value(raw: str) -> Any:
+    """A --set value as TOML when it parses (numbers, bools, lists), else as a plain string."""
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` overrides to a nested dict (lists indexed by number: sources.0.path=...)."""
+    for item in overrides:
+        if "=" not in item:
+            raise AlignDataError(f"--set {item!r}: expected KEY=VALUE, e.g. --set llm.max_new_tokens=32")
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        node: Any = data
+        for i, part in enumerate(parts[:-1]):
+            if isinstance(node, list):
+                node = node[int(part)]
+            else:
+                node = node.setdefault(part, {})
+            if not isinstance(node, (dict, list)):
+                raise AlignDataError(f"--set {key}: {'.'.join(parts[: i + 1])} is not a section")
+        last = parts[-1]
+        if isinstance(node, list):
+            node[int(last)] = _parse_value(raw)
+        else:
+            node[last] = _parse_value(raw)
+    return data
+
+
+def _explain(exc: ValidationError, path: str) -> AlignDataError:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        lines.append(f"  {key}: {err['msg']}")
+    return AlignDataError(f"invalid config {path}:\n" + "\n".join(lines))
+
+
+def load_build_config(path: str | Path, overrides: list[str] = ()) -> BuildConfig:
+    """Read a TOML build config, apply overrides, validate; errors name the offending key."""
+    path = Path(path)
+    if not path.exists():
+        raise AlignDataError(f"config file not found: {path}")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise AlignDataError(f"{path} is not valid TOML: {exc}") from exc
+    data = apply_overrides(data, list(overrides))
+    # relative source paths are relative to the config file's folder
+    for src in data.get("sources", []):
+        if isinstance(src, dict) and src.get("format") != "hf" and "path" in src:
+            p = Path(src["path"])
+            if not p.is_absolute() and (path.parent / p).exists():
+                src["path"] = str((path.parent / p).resolve())
+    try:
+        return BuildConfig.model_validate(data)
+    except ValidationError as exc:
+        raise _explain(exc, str(path)) from exc
+
+
+def build_config_from_dict(data: dict[str, Any]) -> BuildConfig:
+    try:
+        return BuildConfig.model_validate(data)
+    except ValidationError as exc:
+        raise _explain(exc, "<dict>") from exc

@@ -1,0 +1,1 @@
+"""Plan → run shards (local or Ray) → write shards atomically → manifest; resume and progress."""

@@ -1,0 +1,131 @@
+"""``build``: check the plan, prepare the output folder, run the shards, write the manifest."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from align_data.config import BuildConfig
+from align_data.errors import AlignDataError
+from align_data.pipeline.manifest import load_sidecar, verify_shard, write_manifest
+from align_data.pipeline.plan import ShardSpec, plan_shards
+from align_data.pipeline.runners import run_local, run_ray
+from align_data.pipeline.stages import build_stages, check_chain
+from align_data.pipeline.writers import atomic_file
+
+OWNED = ("shards", "errors", "filtered", "manifest.json", "config.json", "plan.json")
+
+
+@dataclass(slots=True)
+class BuildSummary:
+    """What a build did: shards planned, skipped as already complete, written and failed."""
+
+    out_dir: Path
+    planned: int
+    skipped: int
+    written: int
+    failed: dict[int, str] = field(default_factory=dict)
+    manifest: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def prepare_out_dir(out: Path, config: BuildConfig, resume: bool, overwrite: bool) -> None:
+    """Refuse to mix runs: a non-empty folder needs --resume (same config) or --overwrite."""
+    if resume and overwrite:
+        raise AlignDataError("--resume and --overwrite contradict each other: choose one")
+    if out.exists() and not out.is_dir():
+        raise AlignDataError(f"--out {out} is a file, not a folder")
+    if not out.exists() or not any(out.iterdir()):
+        return
+    if overwrite:
+        for name in OWNED:
+            path = out / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+        return
+    if not resume:
+        raise AlignDataError(f"{out} is not empty: pass --resume to continue that build, "
+                             "--overwrite to replace it, or choose another --out")
+    old = out / "config.json"
+    if not old.exists():
+        raise AlignDataError(f"--resume: {out} has no config.json, so it is not an align-data build")
+    old_hash = json.loads(old.read_text()).get("config_hash")
+    if old_hash != config.hash():
+        raise AlignDataError(f"--resume: the config changed since {out} was started "
+                             f"(hash {old_hash} → {config.hash()}); use --overwrite or a new --out")
+
+
+def preflight(config: BuildConfig) -> None:
+    """Fail in the first second: stage chain, packages, engines, and the LLM model folder."""
+    stages = build_stages(config)
+    check_chain(stages)
+    from align_data.stages.tts.espeak import EspeakEngine
+
+    EspeakEngine().check()
+    if config.llm.backend == "transformers":
+        from align_data.stages.targets.transformers_client import resolve_model
+
+        resolve_model(config.llm.model)  # prepares the embedded model once, on the driver
+
+
+def _progress(total: int):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="shard", desc="build", file=sys.stderr, dynamic_ncols=True,
+                disable=None)
+
+
+def build(config: BuildConfig, out: str | Path, *, runner: str | None = None, limit: int | None = None,
+          resume: bool = False, overwrite: bool = False) -> BuildSummary:
+    """Run a whole build into ``out``; returns what happened (failed shards are listed, not raised)."""
+    start = time.perf_counter()
+    out = Path(out)
+    kind = runner or config.runner.kind
+    prepare_out_dir(out, config, resume, overwrite)
+    preflight(config)
+    specs = plan_shards(config, limit)
+    if not specs:
+        raise AlignDataError("the plan is empty: the sources have no documents (or --limit is 0)")
+    config_hash = config.hash()
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / "config.json").exists():
+        with atomic_file(out / "config.json") as handle:
+            handle.write(json.dumps({"config_hash": config_hash, "config": config.model_dump(mode="json")},
+                                    indent=1, sort_keys=True).encode())
+    plan = [s.to_json() for s in specs]
+    with atomic_file(out / "plan.json") as handle:
+        handle.write(json.dumps({"limit": limit, "shards": plan}, indent=1).encode())
+
+    todo: list[ShardSpec] = []
+    for spec in specs:
+        if resume and not verify_shard(out, spec.shard_id, config_hash):
+            continue
+        todo.append(spec)
+    summary = BuildSummary(out_dir=out, planned=len(specs), skipped=len(specs) - len(todo), written=0)
+    bar = _progress(len(todo))
+    rows = 0
+    t_run = time.perf_counter()
+    outcomes = run_local(config, str(out), todo) if kind == "local" else run_ray(config, str(out), todo)
+    try:
+        for spec, sidecar, error in outcomes:
+            if sidecar is not None:
+                summary.written += 1
+                rows += sidecar.rows
+            else:
+                summary.failed[spec.shard_id] = error or "unknown failure"
+                bar.write(f"shard {spec.shard_id} failed: {(error or '').splitlines()[0]}")
+            elapsed = max(time.perf_counter() - t_run, 1e-9)
+            bar.set_postfix(rows=rows, rows_per_s=f"{rows / elapsed:.2f}", failed=len(summary.failed))
+            bar.update(1)
+    finally:
+        bar.close()
+    sidecars = [sc for spec in specs if (sc := load_sidecar(out, spec.shard_id)) is not None]
+    summary.manifest = write_manifest(out, config_hash, plan, sidecars, summary.failed)
+    summary.seconds = round(time.perf_counter() - start, 2)
+    return summary

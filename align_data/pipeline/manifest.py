@@ -1,0 +1,89 @@
+"""Verify shard sidecars against their files and merge them into ``manifest.json``."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from align_data import __version__
+from align_data.pipeline.writers import atomic_file, sha256_file, shard_name
+from align_data.schemas import SCHEMA_VERSION
+from align_data.schemas.sidecar import ShardSidecar, StageCounts
+
+
+def load_sidecar(out_dir: Path, shard_id: int) -> ShardSidecar | None:
+    path = out_dir / "shards" / f"{shard_name(shard_id)}.json"
+    if not path.exists():
+        return None
+    return ShardSidecar.from_json(json.loads(path.read_text()))
+
+
+def verify_shard(out_dir: Path, shard_id: int, config_hash: str) -> list[str]:
+    """Reasons the shard is not complete and intact (empty list: it verifies)."""
+    try:
+        sidecar = load_sidecar(out_dir, shard_id)
+    except (ValueError, TypeError, KeyError) as exc:
+        return [f"shard {shard_id}: unreadable sidecar ({exc})"]
+    if sidecar is None:
+        return [f"shard {shard_id}: missing (no sidecar)"]
+    problems = []
+    if sidecar.config_hash != config_hash:
+        problems.append(f"shard {shard_id}: written with config {sidecar.config_hash}, expected {config_hash}")
+    for rel, meta in sidecar.files.items():
+        path = out_dir / rel
+        if not path.exists():
+            problems.append(f"shard {shard_id}: {rel} is missing")
+        elif path.stat().st_size != meta["bytes"] or sha256_file(path) != meta["sha256"]:
+            problems.append(f"shard {shard_id}: {rel} does not match its sha256 in the sidecar")
+    return problems
+
+
+def write_manifest(out_dir: Path, config_hash: str, planned: list[dict], sidecars: list[ShardSidecar],
+                   failed: dict[int, str]) -> dict:
+    """Sum the sidecars, record the plan and any failed shards, write ``manifest.json`` atomically."""
+    stages: dict[str, StageCounts] = {}
+    tasks: dict[str, int] = {}
+    voices: dict[str, int] = {}
+    for sc in sidecars:
+        for name, counts in sc.stages.items():
+            stages.setdefault(name, StageCounts()).merge(counts)
+        for k, v in sc.tasks.items():
+            tasks[k] = tasks.get(k, 0) + v
+        for k, v in sc.voices.items():
+            voices[k] = voices.get(k, 0) + v
+    seconds: dict[str, float] = {}
+    for sc in sidecars:
+        for k, v in sc.seconds.items():
+            seconds[k] = round(seconds.get(k, 0.0) + v, 3)
+    manifest = {
+        "package_version": __version__,
+        "schema_version": SCHEMA_VERSION,
+        "config_hash": config_hash,
+        "created_unix": int(time.time()),
+        "planned_shards": len(planned),
+        "planned_docs": sum(p["stop"] - p["start"] for p in planned),
+        "complete_shards": len(sidecars),
+        "failed_shards": {str(k): v for k, v in sorted(failed.items())},
+        "input_docs": sum(sc.input_docs for sc in sidecars),
+        "candidates": sum(sc.candidates for sc in sidecars),
+        "rows": sum(sc.rows for sc in sidecars),
+        "errors": sum(sc.errors for sc in sidecars),
+        "filtered": sum(sc.filtered for sc in sidecars),
+        "audio_seconds": round(sum(sc.audio_seconds for sc in sidecars), 3),
+        "tasks": dict(sorted(tasks.items())),
+        "voices": dict(sorted(voices.items())),
+        "stages": {k: _counts(v) for k, v in stages.items()},
+        "stage_seconds": seconds,
+        "shards": [{"shard_id": sc.shard_id, "rows": sc.rows, "errors": sc.errors, "filtered": sc.filtered,
+                    "input_docs": sc.input_docs, "audio_seconds": sc.audio_seconds}
+                   for sc in sorted(sidecars, key=lambda s: s.shard_id)],
+    }
+    with atomic_file(out_dir / "manifest.json") as handle:
+        handle.write(json.dumps(manifest, indent=1, sort_keys=True).encode())
+    return manifest
+
+
+def _counts(c: StageCounts) -> dict:
+    return {"total": c.total, "passed": c.passed, "filtered": dict(sorted(c.filtered.items())),
+            "errors": dict(sorted(c.errors.items()))}

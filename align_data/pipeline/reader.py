@@ -1,0 +1,74 @@
+"""Read source documents through HF ``datasets``: local txt/jsonl/parquet files or hub dataset names."""
+
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+from typing import Any
+
+from align_data.config import SourceConfig
+from align_data.errors import AlignDataError
+from align_data.stages.source import Document
+
+_BY_SUFFIX = {".txt": "txt", ".text": "txt", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
+
+
+def source_format(source: SourceConfig) -> str:
+    """The configured format, or the one implied by the file extension."""
+    if source.format != "auto":
+        return source.format
+    suffix = Path(source.path.replace("*", "x")).suffix.lower()
+    if suffix in _BY_SUFFIX:
+        return _BY_SUFFIX[suffix]
+    if not os.path.exists(source.path) and not glob.glob(source.path):
+        return "hf"
+    raise AlignDataError(f"source {source.name}: cannot tell the format of {source.path}; "
+                         "set format = \"txt\" | \"jsonl\" | \"parquet\" | \"hf\"")
+
+
+def open_source(source: SourceConfig) -> Any:
+    """The source as an HF ``Dataset`` (memory-mapped Arrow; rows are not loaded into RAM)."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+    fmt = source_format(source)
+    if fmt != "hf":
+        files = sorted(glob.glob(source.path))
+        if not files:
+            raise AlignDataError(f"source {source.name}: no file matches {source.path}")
+    try:
+        if fmt == "txt":
+            return datasets.load_dataset("text", data_files=files, sample_by=source.txt_unit, split="train")
+        if fmt == "jsonl":
+            ds = datasets.load_dataset("json", data_files=files, split="train")
+        elif fmt == "parquet":
+            ds = datasets.load_dataset("parquet", data_files=files, split="train")
+        else:
+            ds = datasets.load_dataset(source.path, source.hf_config, split=source.split)
+    except AlignDataError:
+        raise
+    except Exception as exc:  # datasets raises many types for unreachable hubs and bad files
+        raise AlignDataError(f"source {source.name}: could not open {source.path} as {fmt}: "
+                             f"{type(exc).__name__}: {exc}") from exc
+    if source.text_column not in ds.column_names:
+        raise AlignDataError(f"source {source.name}: no column {source.text_column!r} in {source.path} "
+                             f"(columns: {', '.join(ds.column_names)}); set text_column")
+    if source.id_column and source.id_column not in ds.column_names:
+        raise AlignDataError(f"source {source.name}: no id column {source.id_column!r} in {source.path}")
+    return ds
+
+
+def count_documents(source: SourceConfig) -> int:
+    return len(open_source(source))
+
+
+def read_documents(source: SourceConfig, start: int, stop: int) -> list[Document]:
+    """Documents [start, stop) of a source, with their row numbers and ids."""
+    ds = open_source(source).select(range(start, stop))
+    texts = ds[source.text_column]
+    ids = ds[source.id_column] if source.id_column else [str(start + i) for i in range(len(texts))]
+    return [Document(dataset=source.name, row=start + i, doc_id=str(doc_id),
+                     text=text if isinstance(text, str) else "")
+            for i, (doc_id, text) in enumerate(zip(ids, texts))]

@@ -1,0 +1,91 @@
+"""The stage chain for a build config, its plan check, and running it over one shard with counts."""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from dataclasses import dataclass, field
+
+from align_data.config import BuildConfig
+from align_data.errors import AlignDataError
+from align_data.pipeline.plan import ShardSpec
+from align_data.pipeline.reader import read_documents
+from align_data.schemas import Record
+from align_data.schemas.sidecar import StageCounts
+from align_data.stages.base import Stage
+from align_data.stages.interleave import InterleaveStage
+from align_data.stages.paralinguistics import ParalinguisticsStage
+from align_data.stages.source import SourceStage
+from align_data.stages.targets import TargetsStage
+from align_data.stages.tts import TTSStage
+
+
+def build_stages(config: BuildConfig) -> list[Stage]:
+    """The stages after ``source``, in order."""
+    return [
+        InterleaveStage(config.interleave, config.seed),
+        TTSStage(config.tts, config.seed),
+        ParalinguisticsStage(config.paralinguistics),
+        TargetsStage(config.llm, config.seed),
+    ]
+
+
+def check_chain(stages: list[Stage]) -> None:
+    """Every field a stage reads is written by an earlier stage; every package it needs imports."""
+    produced = set(SourceStage.writes)
+    for stage in stages:
+        missing = [f for f in stage.reads if f not in produced]
+        if missing:
+            raise AlignDataError(f"stage {stage.name} reads {', '.join(missing)} but no earlier stage "
+                                 "writes it: reorder the stages")
+        for module in stage.requires:
+            if importlib.util.find_spec(module) is None:
+                raise AlignDataError(f"stage {stage.name} needs the Python package {module!r}: "
+                                     "pip install it (see the README's set-up)")
+        produced.update(stage.writes)
+
+
+@dataclass(slots=True)
+class ShardResult:
+    """A processed shard before writing: all its records, per-stage counts and seconds."""
+
+    spec: ShardSpec
+    records: list[Record]
+    stages: dict[str, StageCounts] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _count(before: list[Record], after: list[Record]) -> StageCounts:
+    counts = StageCounts(total=sum(r.live for r in before))
+    for old, new in zip(before, after):
+        if not old.live:
+            continue
+        if new.live:
+            counts.passed += 1
+        elif new.error is not None:
+            counts.errors[new.error.kind] = counts.errors.get(new.error.kind, 0) + 1
+        else:
+            counts.filtered[new.filtered] = counts.filtered.get(new.filtered, 0) + 1
+    return counts
+
+
+def run_shard(spec: ShardSpec, config: BuildConfig, source: SourceStage, stages: list[Stage]) -> ShardResult:
+    """Read the shard's documents and pass them through every stage, counting what each stage did."""
+    t0 = time.perf_counter()
+    docs = read_documents(config.sources[spec.source_index], spec.start, spec.stop)
+    records = source.records(docs, spec.shard_id)
+    source_counts = StageCounts(total=len(records), passed=sum(r.live for r in records))
+    for r in records:
+        if r.filtered:
+            source_counts.filtered[r.filtered] = source_counts.filtered.get(r.filtered, 0) + 1
+    result = ShardResult(spec, records, {"source": source_counts},
+                         {"source": round(time.perf_counter() - t0, 4)})
+    for stage in stages:
+        t0 = time.perf_counter()
+        after = stage(result.records)
+        if len(after) != len(result.records):
+            raise RuntimeError(f"stage {stage.name} returned {len(after)} records for {len(result.records)}")
+        result.stages[stage.name] = _count(result.records, after)
+        result.seconds[stage.name] = round(time.perf_counter() - t0, 4)
+        result.records = after
+    return result

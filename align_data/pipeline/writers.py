@@ -1,0 +1,128 @@
+"""Shard writers: Parquet, WebDataset tar, error/filtered JSONL, then the sidecar — each atomic."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tarfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Iterator
+
+import pyarrow.parquet as pq
+
+from align_data.pipeline.stages import ShardResult
+from align_data.schemas import SCHEMA_VERSION, Record, records_to_table
+from align_data.schemas.arrow import record_to_row
+from align_data.schemas.sidecar import ShardSidecar, error_line
+
+
+def shard_name(shard_id: int) -> str:
+    return f"{shard_id:05d}"
+
+
+@contextmanager
+def atomic_file(path: Path) -> Iterator[IO[bytes]]:
+    """Write to a temporary sibling, fsync, then rename over ``path``; nothing half-written is ever seen."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def record_json(record: Record) -> dict:
+    """The record as JSON for the WebDataset sample (audio bytes live in the .flac members)."""
+    row = record_to_row(record)
+    row.pop("audio")
+    return row
+
+
+def _tar_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mtime = 0
+    info.mode = 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    tar.addfile(info, io.BytesIO(data))
+
+
+def write_tar(handle: IO[bytes], rows: list[Record]) -> None:
+    """WebDataset tar: ``<key>.json`` then ``<key>.flac`` (first clip) and ``<key>.<i>.flac`` (clip i>0)."""
+    with tarfile.open(fileobj=handle, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for record in rows:
+            meta = json.dumps(record_json(record), sort_keys=True, ensure_ascii=False).encode()
+            _tar_member(tar, f"{record.id}.json", meta)
+            for i, clip in enumerate(record.audio):
+                _tar_member(tar, f"{record.id}.flac" if i == 0 else f"{record.id}.{i}.flac", clip.flac)
+
+
+def _jsonl(lines: list[dict]) -> bytes:
+    return "".join(json.dumps(x, sort_keys=True, ensure_ascii=False) + "\n" for x in lines).encode()
+
+
+def write_shard(out_dir: Path, result: ShardResult, config_hash: str) -> ShardSidecar:
+    """Write every file of a shard, then its sidecar (the completion marker) last."""
+    name = shard_name(result.spec.shard_id)
+    rows = [r for r in result.records if r.live]
+    errors = [r for r in result.records if r.error is not None]
+    filtered = [r for r in result.records if r.error is None and r.filtered is not None]
+    files = {
+        f"shards/{name}.parquet": None,
+        f"shards/{name}.tar": None,
+        f"errors/{name}.jsonl": None,
+        f"filtered/{name}.jsonl": None,
+    }
+    with atomic_file(out_dir / f"shards/{name}.parquet") as handle:
+        pq.write_table(records_to_table(rows, config_hash), handle, compression="zstd")
+    with atomic_file(out_dir / f"shards/{name}.tar") as handle:
+        write_tar(handle, rows)
+    with atomic_file(out_dir / f"errors/{name}.jsonl") as handle:
+        handle.write(_jsonl([error_line(r.id, r.shard_id, r.error.stage, r.error.kind, r.error.message,
+                                        record_to_row(r)["source"], r.text) for r in errors]))
+    with atomic_file(out_dir / f"filtered/{name}.jsonl") as handle:
+        handle.write(_jsonl([error_line(r.id, r.shard_id, "source", r.filtered, f"filtered: {r.filtered}",
+                                        record_to_row(r)["source"], r.text) for r in filtered]))
+    for rel in files:
+        path = out_dir / rel
+        files[rel] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+    tasks: dict[str, int] = {}
+    voices: dict[str, int] = {}
+    for r in rows:
+        tasks[r.task] = tasks.get(r.task, 0) + 1
+        if r.voice is not None:
+            key = f"{r.voice.backend}:{r.voice.voice_id}"
+            voices[key] = voices.get(key, 0) + 1
+    sidecar = ShardSidecar(
+        shard_id=result.spec.shard_id, schema_version=SCHEMA_VERSION, config_hash=config_hash,
+        input_docs=result.spec.num_docs, candidates=len(result.records), rows=len(rows),
+        errors=len(errors), filtered=len(filtered),
+        audio_seconds=round(sum(c.duration_s for r in rows for c in r.audio), 3),
+        tasks=dict(sorted(tasks.items())), voices=dict(sorted(voices.items())),
+        stages=result.stages, files=files, seconds=result.seconds,
+    )
+    with atomic_file(out_dir / f"shards/{name}.json") as handle:
+        handle.write(json.dumps(sidecar.to_json(), sort_keys=True, indent=1).encode())
+    return sidecar

@@ -1,0 +1,154 @@
+"""The record as a pyarrow schema, with conversions both ways and HF ``datasets`` features."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable
+
+import pyarrow as pa
+
+from align_data.errors import AlignDataError
+from align_data.schemas.record import (
+    SCHEMA_VERSION,
+    AudioClip,
+    Paralinguistics,
+    Record,
+    Segment,
+    SourceRef,
+    Target,
+    Voice,
+)
+
+META_SCHEMA_VERSION = b"align_data.schema_version"
+META_CONFIG_HASH = b"align_data.config_hash"
+
+_SOURCE = pa.struct([("dataset", pa.string()), ("doc_id", pa.string()), ("segment_index", pa.int32())])
+_SEGMENT = pa.struct([
+    ("modality", pa.string()), ("text", pa.string()), ("char_start", pa.int32()),
+    ("char_end", pa.int32()), ("audio_index", pa.int32()),
+])
+# {bytes, path} is the storage HF ``datasets`` reads as an ``Audio`` feature.
+_AUDIO = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+_AUDIO_META = pa.struct([("sample_rate", pa.int32()), ("num_samples", pa.int64())])
+_VOICE = pa.struct([
+    ("backend", pa.string()), ("voice_id", pa.string()), ("gender", pa.string()),
+    ("accent", pa.string()), ("language", pa.string()), ("rate", pa.float64()),
+    ("pitch", pa.float64()), ("volume", pa.float64()), ("emotion", pa.string()),
+])
+_PARA = pa.struct([
+    ("duration_s", pa.float64()), ("speech_rate_wps", pa.float64()), ("f0_mean_hz", pa.float64()),
+    ("f0_std_hz", pa.float64()), ("pitch_level", pa.string()), ("rms_dbfs", pa.float64()),
+    ("volume_level", pa.string()), ("speed_level", pa.string()), ("snr_db", pa.float64()),
+])
+_TARGET = pa.struct([
+    ("task", pa.string()), ("prompt_id", pa.string()), ("prompt", pa.string()),
+    ("response", pa.string()), ("model", pa.string()), ("backend", pa.string()),
+    ("finish_reason", pa.string()),
+])
+
+RECORD_SCHEMA = pa.schema([
+    ("id", pa.string()),
+    ("shard_id", pa.int32()),
+    ("source", _SOURCE),
+    ("text", pa.string()),
+    ("next_text", pa.string()),
+    ("task", pa.string()),
+    ("segments", pa.list_(_SEGMENT)),
+    ("audio", pa.list_(_AUDIO)),
+    ("audio_meta", pa.list_(_AUDIO_META)),
+    ("voice", _VOICE),
+    ("paralinguistics", _PARA),
+    ("description", pa.string()),
+    ("targets", pa.list_(_TARGET)),
+    ("split", pa.string()),
+])
+
+
+def hf_features() -> Any:
+    """HF ``datasets`` features for RECORD_SCHEMA, with ``audio`` as a list of undecoded ``Audio``."""
+    from datasets import Audio, Features, List
+
+    features = Features.from_arrow_schema(RECORD_SCHEMA)
+    features["audio"] = List(Audio(sampling_rate=16000, decode=False))
+    return features
+
+
+def schema_with_metadata(config_hash: str) -> pa.Schema:
+    """RECORD_SCHEMA carrying the schema version, config hash and HF features in its metadata."""
+    hf = json.dumps({"info": {"features": hf_features().to_dict()}}, sort_keys=True)
+    return RECORD_SCHEMA.with_metadata({
+        META_SCHEMA_VERSION: SCHEMA_VERSION.encode(),
+        META_CONFIG_HASH: config_hash.encode(),
+        b"huggingface": hf.encode(),
+    })
+
+
+def check_schema_version(version: str | bytes | None, where: str) -> None:
+    """Refuse data written with an unknown major schema version."""
+    if isinstance(version, bytes):
+        version = version.decode()
+    if not version:
+        raise AlignDataError(f"{where}: no align-data schema version in its metadata")
+    major = version.split(".")[0]
+    if major != SCHEMA_VERSION.split(".")[0]:
+        raise AlignDataError(
+            f"{where}: schema version {version} is not readable by this align-data "
+            f"(reads {SCHEMA_VERSION.split('.')[0]}.x); use a matching align-data release"
+        )
+
+
+def record_to_row(record: Record) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "shard_id": record.shard_id,
+        "source": {"dataset": record.source.dataset, "doc_id": record.source.doc_id,
+                   "segment_index": record.source.segment_index},
+        "text": record.text,
+        "next_text": record.next_text,
+        "task": record.task,
+        "segments": [
+            {"modality": s.modality, "text": s.text, "char_start": s.char_start,
+             "char_end": s.char_end, "audio_index": s.audio_index}
+            for s in record.segments
+        ],
+        "audio": [{"bytes": a.flac, "path": f"{record.id}_{i}.flac"} for i, a in enumerate(record.audio)],
+        "audio_meta": [{"sample_rate": a.sample_rate, "num_samples": a.num_samples} for a in record.audio],
+        "voice": None if record.voice is None else {
+            f: getattr(record.voice, f) for f in Voice.__slots__
+        },
+        "paralinguistics": None if record.paralinguistics is None else {
+            f: getattr(record.paralinguistics, f) for f in Paralinguistics.__slots__
+        },
+        "description": record.description,
+        "targets": [{f: getattr(t, f) for f in Target.__slots__} for t in record.targets],
+        "split": record.split,
+    }
+
+
+def records_to_table(records: Iterable[Record], config_hash: str) -> pa.Table:
+    """Rows of a shard as a table with the explicit schema (never inferred)."""
+    rows = [record_to_row(r) for r in records]
+    return pa.Table.from_pylist(rows, schema=schema_with_metadata(config_hash))
+
+
+def record_from_row(row: dict[str, Any]) -> Record:
+    """Rebuild a Record from a Parquet row dict (as ``Table.to_pylist`` gives it)."""
+    audio = tuple(
+        AudioClip(flac=a["bytes"], sample_rate=m["sample_rate"], num_samples=m["num_samples"])
+        for a, m in zip(row["audio"], row["audio_meta"])
+    )
+    return Record(
+        id=row["id"],
+        shard_id=row["shard_id"],
+        source=SourceRef(**row["source"]),
+        text=row["text"],
+        next_text=row.get("next_text"),
+        task=row["task"],
+        segments=tuple(Segment(**s) for s in row["segments"]),
+        audio=audio,
+        voice=None if row["voice"] is None else Voice(**row["voice"]),
+        paralinguistics=None if row["paralinguistics"] is None else Paralinguistics(**row["paralinguistics"]),
+        description=row["description"],
+        targets=tuple(Target(**t) for t in row["targets"]),
+        split=row["split"],
+    )

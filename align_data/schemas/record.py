@@ -1,0 +1,120 @@
+"""The one record type that flows through every stage; stages return changed copies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+SCHEMA_VERSION = "1.0"
+
+TASKS = ("continuation", "description", "interleaved")
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRef:
+    """Where a segment came from: dataset name, document id and segment index in the document."""
+
+    dataset: str
+    doc_id: str
+    segment_index: int
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A span of the record's text, kept as text or spoken; speech spans point into ``audio``."""
+
+    modality: str  # "text" | "speech"
+    text: str
+    char_start: int
+    char_end: int
+    audio_index: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AudioClip:
+    """One synthesized clip: FLAC bytes, 16 kHz mono."""
+
+    flac: bytes
+    sample_rate: int
+    num_samples: int
+
+    @property
+    def duration_s(self) -> float:
+        return self.num_samples / self.sample_rate
+
+
+@dataclass(frozen=True, slots=True)
+class Voice:
+    """The voice that spoke a record and the prosody settings used; only what is actually known."""
+
+    backend: str
+    voice_id: str
+    gender: str
+    accent: str
+    language: str
+    rate: float | None = None
+    pitch: float | None = None
+    volume: float | None = None
+    emotion: str = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Paralinguistics:
+    """Measured acoustic attributes of the record's speech (all clips together)."""
+
+    duration_s: float
+    speech_rate_wps: float
+    f0_mean_hz: float | None
+    f0_std_hz: float | None
+    pitch_level: str
+    rms_dbfs: float
+    volume_level: str
+    speed_level: str
+    snr_db: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One training target: the prompt asked and the response that answers it."""
+
+    task: str
+    prompt_id: str
+    prompt: str
+    response: str
+    model: str
+    backend: str
+    finish_reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """Why a record failed: the stage, a short machine-readable kind, a human message."""
+
+    stage: str
+    kind: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One training example as it moves through the stages."""
+
+    id: str
+    shard_id: int
+    source: SourceRef
+    text: str
+    next_text: str | None = None
+    task: str | None = None
+    segments: tuple[Segment, ...] = ()
+    audio: tuple[AudioClip, ...] = ()
+    voice: Voice | None = None
+    paralinguistics: Paralinguistics | None = None
+    description: str | None = None
+    targets: tuple[Target, ...] = ()
+    split: str = "train"
+    error: ErrorInfo | None = field(default=None)
+    filtered: str | None = None
+
+    @property
+    def live(self) -> bool:
+        """True while no stage has failed or filtered this record."""
+        return self.error is None and self.filtered is None

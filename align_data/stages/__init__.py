@@ -1,0 +1,1 @@
+"""Pure batch transforms over Records: no file writes, no Ray; heavy imports inside ``setup()``."""
