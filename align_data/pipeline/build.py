@@ -68,7 +68,8 @@ def preflight(config: BuildConfig) -> None:
     from align_data.stages.tts.espeak import EspeakEngine
 
     EspeakEngine().check()
-    if config.llm.backend == "transformers":
+    needs_llm = any(config.interleave.task_weights.get(t, 0) > 0 for t in ("continuation", "description"))
+    if needs_llm and config.llm.backend == "transformers":
         from align_data.stages.targets.transformers_client import resolve_model
 
         resolve_model(config.llm.model)  # prepares the embedded model once, on the driver

@@ -53,9 +53,10 @@ class ShardResult:
     records: list[Record]
     stages: dict[str, StageCounts] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    filtered_by: dict[str, str] = field(default_factory=dict)  # record id -> stage that filtered it
 
 
-def _count(before: list[Record], after: list[Record]) -> StageCounts:
+def _count(before: list[Record], after: list[Record], stage: str, filtered_by: dict[str, str]) -> StageCounts:
     counts = StageCounts(total=sum(r.live for r in before))
     for old, new in zip(before, after):
         if not old.live:
@@ -66,6 +67,7 @@ def _count(before: list[Record], after: list[Record]) -> StageCounts:
             counts.errors[new.error.kind] = counts.errors.get(new.error.kind, 0) + 1
         else:
             counts.filtered[new.filtered] = counts.filtered.get(new.filtered, 0) + 1
+            filtered_by[new.id] = stage
     return counts
 
 
@@ -75,17 +77,18 @@ def run_shard(spec: ShardSpec, config: BuildConfig, source: SourceStage, stages:
     docs = read_documents(config.sources[spec.source_index], spec.start, spec.stop)
     records = source.records(docs, spec.shard_id)
     source_counts = StageCounts(total=len(records), passed=sum(r.live for r in records))
+    result = ShardResult(spec, records, {"source": source_counts},
+                         {"source": round(time.perf_counter() - t0, 4)})
     for r in records:
         if r.filtered:
             source_counts.filtered[r.filtered] = source_counts.filtered.get(r.filtered, 0) + 1
-    result = ShardResult(spec, records, {"source": source_counts},
-                         {"source": round(time.perf_counter() - t0, 4)})
+            result.filtered_by[r.id] = "source"
     for stage in stages:
         t0 = time.perf_counter()
         after = stage(result.records)
         if len(after) != len(result.records):
             raise RuntimeError(f"stage {stage.name} returned {len(after)} records for {len(result.records)}")
-        result.stages[stage.name] = _count(result.records, after)
+        result.stages[stage.name] = _count(result.records, after, stage.name, result.filtered_by)
         result.seconds[stage.name] = round(time.perf_counter() - t0, 4)
         result.records = after
     return result

@@ -22,7 +22,8 @@ class ShardWorker:
         self.source = SourceStage(config.segment, config.seed)
         self.stages = build_stages(config)
         for stage in self.stages:
-            stage.setup()
+            if not stage.lazy_setup:
+                stage.setup()
 
     def __call__(self, spec: ShardSpec) -> ShardSidecar:
         result = run_shard(spec, self.config, self.source, self.stages)

@@ -103,7 +103,7 @@ def write_shard(out_dir: Path, result: ShardResult, config_hash: str) -> ShardSi
         handle.write(_jsonl([error_line(r.id, r.shard_id, r.error.stage, r.error.kind, r.error.message,
                                         record_to_row(r)["source"], r.text) for r in errors]))
     with atomic_file(out_dir / f"filtered/{name}.jsonl") as handle:
-        handle.write(_jsonl([error_line(r.id, r.shard_id, "source", r.filtered, f"filtered: {r.filtered}",
+        handle.write(_jsonl([error_line(r.id, r.shard_id, result.filtered_by.get(r.id, "unknown"), r.filtered, f"filtered: {r.filtered}",
                                         record_to_row(r)["source"], r.text) for r in filtered]))
     for rel in files:
         path = out_dir / rel

@@ -32,6 +32,7 @@ class Stage:
     reads: ClassVar[tuple[str, ...]] = ()
     writes: ClassVar[tuple[str, ...]] = ()
     requires: ClassVar[tuple[str, ...]] = ()  # importable module names checked before a run
+    lazy_setup: ClassVar[bool] = False  # True: setup() runs on the first batch that needs it
 
     def setup(self) -> None:
         """Load engines or models once per worker."""

@@ -15,11 +15,12 @@ from align_data.stages.base import Stage, rng_for
 _TOKEN = re.compile(r"\S+")
 
 
-def choose_task(weights: dict[str, float], has_next: bool, rng: np.random.Generator) -> str:
-    """A task drawn by weight; 'interleaved' needs the following corpus text as its target."""
+def choose_task(weights: dict[str, float], has_next: bool, rng: np.random.Generator) -> str | None:
+    """A task drawn by weight; 'interleaved' needs the following corpus text as its target.
+    None when no configured task fits (an interleaved-only build at the end of a document)."""
     names = sorted(k for k, w in weights.items() if w > 0 and (has_next or k != "interleaved"))
     if not names:
-        names = ["continuation"]
+        return None
     p = np.array([weights.get(k, 1.0) for k in names], dtype=float)
     return names[int(rng.choice(len(names), p=p / p.sum()))]
 
@@ -70,6 +71,7 @@ class InterleaveStage(Stage):
     name: ClassVar[str] = "interleave"
     reads: ClassVar[tuple[str, ...]] = ("text", "next_text")
     writes: ClassVar[tuple[str, ...]] = ("task", "segments")
+    # filters "no_next_text": interleaved is the only task with weight and the document has ended
 
     def __init__(self, config: InterleaveConfig, seed: int):
         self.config = config
@@ -78,6 +80,8 @@ class InterleaveStage(Stage):
     def process(self, record: Record) -> Record:
         rng = rng_for(self.seed, record.shard_id, record.id, self.name)
         task = choose_task(self.config.task_weights, bool(record.next_text), rng)
+        if task is None:
+            return dataclasses.replace(record, filtered="no_next_text")
         n_words = len(record.text.split())
         if task == "interleaved":
             segments = to_segments(record.text, speech_spans(n_words, self.config, rng))

@@ -18,6 +18,7 @@ class TargetsStage(Stage):
     reads: ClassVar[tuple[str, ...]] = ("text", "next_text", "task", "description")
     writes: ClassVar[tuple[str, ...]] = ("targets",)
     requires: ClassVar[tuple[str, ...]] = ("torch", "transformers")
+    lazy_setup: ClassVar[bool] = True
 
     def __init__(self, config: LLMConfig, seed: int, client: Any = None):
         self.config = config
@@ -25,6 +26,7 @@ class TargetsStage(Stage):
         self.client = client
 
     def setup(self) -> None:
+        """Load the LLM on first use, so a worker whose rows need no LLM never pays for it."""
         if self.client is None:
             from align_data.stages.targets.transformers_client import TransformersClient
 

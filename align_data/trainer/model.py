@@ -1,0 +1,221 @@
+"""BLSP-style speech LM: frozen Whisper encoder → trainable conv/GLU adapter → frozen causal LM."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    WhisperFeatureExtractor,
+    WhisperModel,
+)
+from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+from align_data.errors import AlignDataError
+from align_data.models.whisper import encode_short
+from align_data.trainer.config import TrainConfig
+from align_data.trainer.data import Batch, SpeechPiece, TextPiece
+
+
+class Adapter(nn.Module):
+    """BLSP adapter: ``layers``× (Conv1d k5 s2 → GLU), 2^layers fewer frames, Linear to the LM width, LayerNorm.
+
+    The LayerNorm output is multiplied by ``out_scale`` (a saved buffer, not trained): the RMS of the LM's
+    input token embeddings, so speech and text enter the LM at the same scale.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, *, layers: int = 3, kernel: int = 5, out_scale: float = 1.0) -> None:
+        super().__init__()
+        self.in_dim, self.out_dim, self.layers, self.kernel = in_dim, out_dim, layers, kernel
+        self.convs = nn.ModuleList(
+            nn.Conv1d(in_dim, 2 * in_dim, kernel, stride=2, padding=kernel // 2) for _ in range(layers))
+        self.proj = nn.Linear(in_dim, out_dim)
+        self.norm = nn.LayerNorm(out_dim)
+        self.register_buffer("out_scale", torch.tensor(float(out_scale)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, frames, in_dim) → (batch, ceil(frames / 2^layers), out_dim)."""
+        h = x.transpose(1, 2)
+        for conv in self.convs:
+            h = F.glu(conv(h), dim=1)
+        return self.norm(self.proj(h.transpose(1, 2))) * self.out_scale
+
+    def output_frames(self, frames: int) -> int:
+        """How many vectors ``frames`` encoder frames become."""
+        for _ in range(self.layers):
+            frames = (frames + 2 * (self.kernel // 2) - self.kernel) // 2 + 1
+        return frames
+
+    def shape_metadata(self) -> dict[str, str]:
+        """The constructor arguments, as safetensors metadata strings."""
+        return {"in_dim": str(self.in_dim), "out_dim": str(self.out_dim), "layers": str(self.layers),
+                "kernel": str(self.kernel)}
+
+
+@dataclass(slots=True)
+class Assembled:
+    """A batch as LM input: right-padded embeddings, attention mask, the positions that predict targets, labels."""
+
+    embeds: torch.Tensor  # (B, L, H)
+    attention_mask: torch.Tensor  # (B, L) long
+    keep: torch.Tensor  # (B, L) bool: position p predicts the target token at p+1
+    labels: torch.Tensor  # (N,) target ids, in the row-major order of ``keep``
+
+
+class SpeechLM(nn.Module):
+    """Frozen Whisper encoder + trainable adapter + frozen causal LM; only the adapter gets gradients."""
+
+    def __init__(self, encoder: WhisperEncoder, adapter: Adapter, lm: PreTrainedModel) -> None:
+        super().__init__()
+        self.encoder, self.adapter, self.lm = encoder, adapter, lm
+        for frozen in (encoder, lm):
+            frozen.requires_grad_(False)
+            frozen.eval()
+
+    def train(self, mode: bool = True) -> SpeechLM:
+        """Set the adapter's mode; the frozen models always stay in eval mode (no dropout)."""
+        self.training = mode
+        self.adapter.train(mode)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return self.lm.get_input_embeddings().weight.device
+
+    def speech_embeddings(self, features: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
+        """One (n_i, hidden) adapter output per clip; clips of equal length are encoded together, unpadded."""
+        groups: dict[int, list[int]] = defaultdict(list)
+        for i, feats in enumerate(features):
+            groups[feats.shape[-1]].append(i)
+        out: list[torch.Tensor | None] = [None] * len(features)
+        lm_dtype = self.lm.get_input_embeddings().weight.dtype
+        for indices in groups.values():
+            stacked = torch.stack([features[i] for i in indices]).to(self.device)
+            with torch.no_grad():
+                encoded = encode_short(self.encoder, stacked)
+            adapted = self.adapter(encoded.float()).to(lm_dtype)
+            for row, i in enumerate(indices):
+                out[i] = adapted[row]
+        return [o for o in out if o is not None]
+
+    def assemble(self, batch: Batch) -> Assembled:
+        """Embed each example's pieces in order (text by the LM table, speech by the adapter), then its target."""
+        speech = self.speech_embeddings(batch.features)
+        embed = self.lm.get_input_embeddings()
+        device = self.device
+        rows: list[torch.Tensor] = []
+        prefix_lengths: list[int] = []
+        for pieces, target in zip(batch.pieces, batch.targets, strict=True):
+            parts = []
+            for piece in pieces:
+                if isinstance(piece, TextPiece):
+                    parts.append(embed(torch.tensor(piece.ids, dtype=torch.long, device=device)))
+                elif isinstance(piece, SpeechPiece):
+                    parts.append(speech[piece.clip])
+            prefix_lengths.append(sum(p.shape[0] for p in parts))
+            parts.append(embed(target[:-1].to(device)))  # the last target token is predicted, never input
+            rows.append(torch.cat(parts))
+        length = max(r.shape[0] for r in rows)
+        embeds = rows[0].new_zeros(len(rows), length, rows[0].shape[-1])
+        attention_mask = torch.zeros(len(rows), length, dtype=torch.long, device=device)
+        keep = torch.zeros(len(rows), length, dtype=torch.bool, device=device)
+        for b, (row, prefix, target) in enumerate(zip(rows, prefix_lengths, batch.targets, strict=True)):
+            embeds[b, : row.shape[0]] = row
+            attention_mask[b, : row.shape[0]] = 1
+            keep[b, prefix - 1: prefix - 1 + target.shape[0]] = True
+        labels = torch.cat(batch.targets).to(device)
+        return Assembled(embeds, attention_mask, keep, labels)
+
+    def token_nll(self, batch: Batch) -> torch.Tensor:
+        """Negative log-likelihood of every target token (N,), with logits computed only at target positions."""
+        inputs = self.assemble(batch)
+        out = self.lm(inputs_embeds=inputs.embeds, attention_mask=inputs.attention_mask,
+                      logits_to_keep=inputs.keep, use_cache=False)
+        logits = out.logits.reshape(-1, out.logits.shape[-1])
+        if logits.shape[0] != inputs.labels.shape[0]:
+            raise RuntimeError(f"the LM returned {logits.shape[0]} logits for {inputs.labels.shape[0]} targets; "
+                               "it must support a boolean `logits_to_keep` mask (transformers >= 5)")
+        return F.cross_entropy(logits.float(), inputs.labels, reduction="none")
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        """Mean target-token loss of the batch."""
+        return self.token_nll(batch).mean()
+
+
+def embedding_rms(lm: PreTrainedModel, sample: int = 8192) -> float:
+    """RMS of the LM's input embeddings as the model sees them (Gemma scales by sqrt(hidden) inside)."""
+    embed = lm.get_input_embeddings()
+    vocab = embed.weight.shape[0]
+    ids = torch.arange(0, vocab, max(1, vocab // sample), device=embed.weight.device)
+    with torch.no_grad():
+        return float(embed(ids).float().pow(2).mean().sqrt())
+
+
+def resolve_device(config: TrainConfig) -> tuple[torch.device, torch.dtype]:
+    """The device and the frozen models' dtype the config asks for, refusing what cannot run well."""
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise AlignDataError("device=cuda but torch sees no CUDA GPU; use device=cpu or auto")
+    device = torch.device("cuda" if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available())
+                          else "cpu")
+    if config.dtype == "bfloat16" and device.type == "cpu":
+        raise AlignDataError("dtype=bfloat16 on cpu is impractically slow here; use dtype=float32 (or auto)")
+    if config.dtype == "auto":
+        return device, torch.bfloat16 if device.type == "cuda" else torch.float32
+    return device, getattr(torch, config.dtype)
+
+
+def _model_path(value: str, kind: str) -> Path:
+    """The folder of the ``whisper`` or ``llm`` setting; 'embedded' prepares the bundled model once."""
+    if value == "embedded":
+        if kind == "whisper":
+            from align_data.models.whisper import prepare_whisper
+
+            return prepare_whisper()
+        from align_data.models.gemma import prepare_gemma
+
+        return prepare_gemma()
+    path = Path(value).expanduser()
+    if not (path / "config.json").is_file():
+        raise AlignDataError(f"{kind}={value!r} is not a HF model folder (no config.json); "
+                             f"give a save_pretrained folder or 'embedded'")
+    return path
+
+
+@dataclass(slots=True)
+class FrozenModels:
+    """The loaded frozen parts and their preprocessors."""
+
+    encoder: WhisperEncoder
+    extractor: WhisperFeatureExtractor
+    lm: PreTrainedModel
+    tokenizer: Any
+
+
+def load_frozen_models(config: TrainConfig, device: torch.device, dtype: torch.dtype) -> FrozenModels:
+    """Load the Whisper encoder (decoder dropped), its feature extractor, the causal LM and its tokenizer."""
+    whisper_path, llm_path = _model_path(config.whisper, "whisper"), _model_path(config.llm, "llm")
+    encoder = WhisperModel.from_pretrained(whisper_path, dtype=dtype).get_encoder().to(device)
+    if (whisper_path / "preprocessor_config.json").is_file():
+        extractor = WhisperFeatureExtractor.from_pretrained(whisper_path)
+    else:
+        extractor = WhisperFeatureExtractor(feature_size=encoder.config.num_mel_bins)
+    if extractor.feature_size != encoder.config.num_mel_bins:
+        raise AlignDataError(f"{whisper_path}: feature extractor makes {extractor.feature_size} mel bins but the "
+                             f"encoder takes {encoder.config.num_mel_bins}; fix preprocessor_config.json")
+    lm = AutoModelForCausalLM.from_pretrained(llm_path, dtype=dtype).to(device)
+    tokenizer = AutoTokenizer.from_pretrained(llm_path)
+    return FrozenModels(encoder, extractor, lm, tokenizer)
+
+
+def build_adapter(encoder: WhisperEncoder, lm: PreTrainedModel, seed: int) -> Adapter:
+    """A freshly initialised adapter from the encoder width to the LM width, seeded."""
+    torch.manual_seed(seed)
+    return Adapter(encoder.config.d_model, lm.get_input_embeddings().weight.shape[1], out_scale=embedding_rms(lm))

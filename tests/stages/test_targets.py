@@ -1,0 +1,88 @@
+import numpy as np
+import pytest
+
+from align_data.config import LLMConfig
+from align_data.schemas import Record, SourceRef
+from align_data.stages.base import RecordError
+from align_data.stages.targets import TargetsStage
+from align_data.stages.targets.prompts import build_request, corpus_target, parse_response
+
+
+def _record(task, rid="r-1", description='[00:00:00 - 00:00:02]: "Hi there" (Gender: Male)'):
+    return Record(id=rid, shard_id=0, source=SourceRef("t", "d", 0), text="The cat sat on the mat.",
+                  next_text="Then it slept.", task=task, description=description)
+
+
+def test_continuation_request_ends_with_the_text():
+    req = build_request(_record("continuation"), np.random.default_rng(0))
+    assert req.instruction.startswith("Continue the following text")
+    assert req.llm_prompt.endswith("Text: The cat sat on the mat.\nContinuation:")
+
+
+def test_description_request_uses_seed_transcript():
+    req = build_request(_record("description"), np.random.default_rng(0))
+    assert req.prompt_id.startswith("desta-") and "Hi there" in req.llm_prompt
+    with pytest.raises(RecordError):
+        build_request(_record("description", description=None), np.random.default_rng(0))
+
+
+def test_parse_takes_first_line_and_rejects_empty():
+    req = build_request(_record("continuation"), np.random.default_rng(0))
+    t = parse_response(" It purred.\nText: junk", "stop", req, "m", "b")
+    assert t.response == "It purred." and t.finish_reason == "stop" and t.task == "continuation"
+    with pytest.raises(RecordError, match="nothing"):
+        parse_response("  \n", "stop", req, "m", "b")
+
+
+def test_interleaved_target_is_the_next_corpus_text():
+    assert corpus_target(_record("interleaved")).response == "Then it slept."
+
+
+class ScriptedClient:
+    """Fault injection only: answers from a script instead of a model."""
+
+    model_name = "scripted"
+    backend = "scripted"
+
+    def __init__(self, answers):
+        self.answers = answers
+        self.calls = []
+
+    def generate(self, prompts, max_new_tokens, temperature, top_p, seed):
+        self.calls.append(len(prompts))
+        if self.answers == "timeout":
+            raise RecordError("llm_timeout", "server did not answer in 30s")
+        return [self.answers.pop(0) for _ in prompts]
+
+
+def test_batches_in_order_and_errors_per_row():
+    client = ScriptedClient([("first", "stop"), ("", "stop"), ("third", "length")])
+    stage = TargetsStage(LLMConfig(batch_size=2), seed=0, client=client)
+    recs = [_record("continuation", "a"), _record("description", "b"), _record("interleaved", "c"),
+            _record("continuation", "d")]
+    out = stage(recs)
+    assert client.calls == [2, 1]
+    assert out[0].targets[0].response == "first"
+    assert out[1].error.kind == "empty_response"
+    assert out[2].targets[0].backend == "corpus"
+    assert out[3].targets[0].finish_reason == "length"
+
+
+def test_client_timeout_fails_the_batch_rows_only():
+    stage = TargetsStage(LLMConfig(), seed=0, client=ScriptedClient("timeout"))
+    out = stage([_record("continuation", "a"), _record("interleaved", "b")])
+    assert out[0].error.kind == "llm_timeout" and out[1].live
+
+
+@pytest.mark.slow
+def test_real_gemma_continuation_and_description():
+    stage = TargetsStage(LLMConfig(max_new_tokens=24, batch_size=2), seed=0)
+    out = stage([_record("continuation", "a"), _record("description", "b")])
+    for r in out:
+        assert r.live, r.error
+        t = r.targets[0]
+        assert t.model == "gemma-3-270m" and t.backend == "transformers" and t.response
+        assert "\n" not in t.response and t.finish_reason in ("stop", "length")
+    again = TargetsStage(LLMConfig(max_new_tokens=24, batch_size=2), seed=0)(
+        [_record("continuation", "a"), _record("description", "b")])
+    assert [r.targets for r in again] == [r.targets for r in out]  # greedy: same answers

@@ -1,0 +1,70 @@
+import subprocess
+
+import numpy as np
+import pytest
+
+from align_data.config import InterleaveConfig, TTSConfig
+from align_data.schemas import Record, SourceRef
+from align_data.stages.interleave import InterleaveStage
+from align_data.stages.tts import TTSStage
+from align_data.stages.tts.audio import decode_audio
+from align_data.stages.tts.espeak import EspeakEngine
+
+
+def _spoken(text, rid="r-1"):
+    record = Record(id=rid, shard_id=0, source=SourceRef("t", "d", 0), text=text)
+    return InterleaveStage(InterleaveConfig(task_weights={"continuation": 1.0}), 0)([record])[0]
+
+
+def test_speaks_16k_mono_flac_with_recorded_voice():
+    stage = TTSStage(TTSConfig(), seed=0)
+    stage.setup()
+    out = stage([_spoken("The weather is lovely today.")])[0]
+    assert out.live, out.error
+    samples, rate = decode_audio(out.audio[0].flac)
+    assert rate == 16000 and samples.ndim == 1 and samples.size == out.audio[0].num_samples
+    assert 0.8 < samples.size / rate < 5
+    assert out.voice.backend == "espeak" and out.voice.gender in ("male", "female")
+    assert TTSConfig().rate_range[0] <= out.voice.rate <= TTSConfig().rate_range[1]
+
+
+def test_option_like_text_is_spoken_not_parsed():
+    stage = TTSStage(TTSConfig(), seed=0)
+    out = stage([_spoken("-rf --version -v xx")])[0]
+    assert out.live and out.audio[0].num_samples > 8000  # words were spoken, not taken as flags
+
+
+def test_deterministic_bytes():
+    a = TTSStage(TTSConfig(), seed=0)([_spoken("Same text, same voice.")])[0]
+    b = TTSStage(TTSConfig(), seed=0)([_spoken("Same text, same voice.")])[0]
+    assert a.audio[0].flac == b.audio[0].flac and a.voice == b.voice
+
+
+def test_engine_failure_and_timeout_become_error_records(monkeypatch):
+    stage = TTSStage(TTSConfig(), seed=0)
+    stage.engine = EspeakEngine(binary="false")  # exits 1, writes nothing
+    out = stage([_spoken("Hello there my friend.")])[0]
+    assert out.error.kind == "tts_engine_failed" and out.error.stage == "tts"
+
+    def hang(*args, **kwargs):
+        raise subprocess.TimeoutExpired(args[0], kwargs.get("timeout"))
+
+    stage.engine = EspeakEngine()
+    monkeypatch.setattr(subprocess, "run", hang)
+    out = stage([_spoken("Hello there my friend.", "r-2")])[0]
+    assert out.error.kind == "tts_timeout"
+
+
+def test_silent_output_is_an_error(monkeypatch):
+    stage = TTSStage(TTSConfig(), seed=0)
+    stage.setup()
+    monkeypatch.setattr(stage.engine, "synthesize", lambda *a, **k: (np.zeros(16000, np.float32), 16000))
+    out = stage([_spoken("Nothing audible here.")])[0]
+    assert out.error.kind == "tts_silent"
+
+
+def test_missing_binary_is_a_clear_error():
+    from align_data.errors import AlignDataError
+
+    with pytest.raises(AlignDataError, match="apt-get install espeak-ng"):
+        EspeakEngine(binary="espeak-ng-not-here").check()

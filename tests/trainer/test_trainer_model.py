@@ -1,0 +1,101 @@
+"""The adapter's shape and scale, and that the loss covers exactly the target tokens."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from align_data.trainer import TrainConfig
+from align_data.trainer.data import Featurizer, as_transcript, collate, load_examples
+from align_data.trainer.model import Adapter, FrozenModels, SpeechLM, build_adapter, load_frozen_models
+
+
+@pytest.fixture(scope="module")
+def frozen(tiny_models: tuple[Path, Path]) -> FrozenModels:
+    torch.set_num_threads(1)
+    whisper, llm = tiny_models
+    return load_frozen_models(TrainConfig(whisper=str(whisper), llm=str(llm)), torch.device("cpu"), torch.float32)
+
+
+@pytest.fixture(scope="module")
+def speech_lm(frozen: FrozenModels) -> SpeechLM:
+    return SpeechLM(frozen.encoder, build_adapter(frozen.encoder, frozen.lm, seed=0), frozen.lm)
+
+
+@pytest.mark.parametrize("frames", [8, 96, 150, 1500])
+def test_adapter_downsamples_8x_to_lm_width(frames: int) -> None:
+    adapter = Adapter(64, 48)
+    out = adapter(torch.randn(2, frames, 64))
+    assert out.shape == (2, -(-frames // 8), 48)
+    assert adapter.output_frames(frames) == out.shape[1]
+
+
+def test_adapter_has_blsp_layout() -> None:
+    adapter = Adapter(512, 640)
+    assert [(c.in_channels, c.out_channels, c.kernel_size, c.stride) for c in adapter.convs] == [
+        (512, 1024, (5,), (2,))] * 3
+    # whisper-base → Gemma 270M: the 8.2M trainable parameters measured for the BLSP step in MODELS.md.
+    assert sum(p.numel() for p in adapter.parameters() if p.requires_grad) == 8_196_992
+
+
+def test_speech_enters_at_token_embedding_scale(frozen: FrozenModels, speech_lm: SpeechLM) -> None:
+    embed = frozen.lm.get_input_embeddings()
+    assert float(embed.embed_scale) == pytest.approx(8.0)  # Gemma multiplies by sqrt(hidden) itself
+    with torch.no_grad():
+        token_rms = float(embed(torch.arange(512)).pow(2).mean().sqrt())
+        speech_rms = float(speech_lm.adapter(torch.randn(1, 40, 64)).pow(2).mean().sqrt())
+    assert token_rms > 0.5  # sqrt(64) × init std 0.1; an unscaled table would give ~0.1
+    assert speech_rms == pytest.approx(token_rms, rel=0.05)
+
+
+def test_only_target_tokens_are_scored(frozen: FrozenModels, speech_lm: SpeechLM, tiny_build: Path) -> None:
+    examples, _ = load_examples(tiny_build, frozen.tokenizer, max_target_tokens=32)
+    batch = collate(examples[:2], Featurizer(frozen.extractor, 30.0))
+    inputs = speech_lm.assemble(batch)
+    with torch.no_grad():
+        nll = speech_lm.token_nll(batch)
+        full = frozen.lm(inputs_embeds=inputs.embeds, attention_mask=inputs.attention_mask).logits
+    assert nll.shape[0] == sum(len(t) for t in batch.targets) == int(inputs.keep.sum())
+    expected = []
+    for b, target in enumerate(batch.targets):
+        positions = inputs.keep[b].nonzero().flatten()
+        assert int(positions[-1]) + 1 == int(inputs.attention_mask[b].sum())  # the last kept predicts the eos
+        expected.append(F.cross_entropy(full[b, positions], target, reduction="none"))
+    torch.testing.assert_close(nll, torch.cat(expected), rtol=1e-4, atol=1e-4)
+
+
+def test_batching_with_right_padding_keeps_each_examples_loss(frozen: FrozenModels, speech_lm: SpeechLM,
+                                                               tiny_build: Path) -> None:
+    examples, _ = load_examples(tiny_build, frozen.tokenizer, max_target_tokens=32)
+    featurize = Featurizer(frozen.extractor, 30.0)
+    with torch.no_grad():
+        alone = [speech_lm.token_nll(collate([ex], featurize)) for ex in examples]
+        together = speech_lm.token_nll(collate(examples, featurize))
+    assert len({speech_lm.assemble(collate([ex], featurize)).embeds.shape[1] for ex in examples}) > 1  # padded
+    torch.testing.assert_close(together, torch.cat(alone), rtol=1e-4, atol=1e-4)
+
+
+def test_text_input_path_matches_the_lms_own_input_ids_path(frozen: FrozenModels, speech_lm: SpeechLM,
+                                                             tiny_build: Path) -> None:
+    examples, _ = load_examples(tiny_build, frozen.tokenizer, max_target_tokens=32)
+    example = as_transcript(examples[1])
+    [prefix] = example.pieces
+    ids = torch.tensor([prefix.ids + example.target_ids])
+    with torch.no_grad():
+        nll = speech_lm.token_nll(collate([example], Featurizer(frozen.extractor, 30.0)))
+        logits = frozen.lm(input_ids=ids).logits[0]
+    start = len(prefix.ids) - 1
+    reference = F.cross_entropy(logits[start: start + len(example.target_ids)], torch.tensor(example.target_ids),
+                                reduction="none")
+    torch.testing.assert_close(nll, reference, rtol=1e-4, atol=1e-4)
+
+
+def test_only_the_adapter_gets_gradients(frozen: FrozenModels, speech_lm: SpeechLM, tiny_build: Path) -> None:
+    examples, _ = load_examples(tiny_build, frozen.tokenizer, max_target_tokens=32)
+    speech_lm.adapter.zero_grad()
+    speech_lm(collate(examples[:2], Featurizer(frozen.extractor, 30.0))).backward()
+    assert all(p.grad is not None for p in speech_lm.adapter.parameters())
+    assert not any(p.requires_grad for p in [*frozen.encoder.parameters(), *frozen.lm.parameters()])
