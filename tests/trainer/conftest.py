@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterator
 
 import pyarrow.parquet as pq
 import pytest
@@ -68,6 +69,15 @@ def make_records() -> list[Record]:
                           task="continuation", segments=(Segment("speech", "No target here.", 0, 15, 0),),
                           audio=(speech_clip("No target here.", engine),)))
     return records
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """Tiny models run single-threaded: 2 threads on 2 busy cores made each step ~100× slower here."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="session")

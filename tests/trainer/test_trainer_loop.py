@@ -48,7 +48,8 @@ def test_resume_matches_an_uninterrupted_run(tiny_build: Path, tmp_path: Path, c
                    progress=False)
     assert second["start_step"] == 2 and second["steps"] == 4
     assert first["losses"] + second["losses"] == straight["losses"]
-    a, b = _tensors(tmp_path / "straight" / "adapter.safetensors"), _tensors(tmp_path / "resumed" / "adapter.safetensors")
+    a = _tensors(tmp_path / "straight" / "adapter.safetensors")
+    b = _tensors(tmp_path / "resumed" / "adapter.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     log = [json.loads(line) for line in (tmp_path / "resumed" / "train_log.jsonl").read_text().splitlines()]
     assert [line["step"] for line in log] == [1, 2, 3, 4]
@@ -98,3 +99,17 @@ def test_overfitting_two_examples_lowers_the_loss(tiny_build: Path, tmp_path: Pa
     # A random 2-layer LM is hard to steer (real models went 5.3 → 0.004 in 40 steps); tiny ones drop ~20%.
     assert sum(losses[-3:]) / 3 < 0.9 * sum(losses[:3]) / 3, losses
     assert losses[-1] < min(losses[:10]), losses
+
+
+def test_evaluate_compares_speech_and_transcript_input(tiny_build: Path, tmp_path: Path, config: TrainConfig) -> None:
+    from align_data.trainer.evaluate import evaluate
+
+    train(tiny_build, tmp_path, config, progress=False)
+    result = evaluate(tiny_build, tmp_path, batch_size=3, device="cpu", progress=False)
+    assert result["step"] == 2 and result["examples"] == 4
+    assert set(result["per_task"]) == {"continuation", "description", "interleaved"}
+    assert result["gap"] == pytest.approx(result["speech_loss"] - result["text_loss"])
+    assert result["tokens"] == sum(t["tokens"] for t in result["per_task"].values())
+    assert result["speech_loss"] != result["text_loss"]
+    with pytest.raises(AlignDataError, match="no trainer_state.json"):
+        evaluate(tiny_build, tmp_path / "nothing", progress=False)

@@ -15,7 +15,6 @@ from align_data.trainer.model import Adapter, FrozenModels, SpeechLM, build_adap
 
 @pytest.fixture(scope="module")
 def frozen(tiny_models: tuple[Path, Path]) -> FrozenModels:
-    torch.set_num_threads(1)
     whisper, llm = tiny_models
     return load_frozen_models(TrainConfig(whisper=str(whisper), llm=str(llm)), torch.device("cpu"), torch.float32)
 
