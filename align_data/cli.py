@@ -104,7 +104,8 @@ def _print_manifest(m: dict) -> None:
     stages = Table(title="stages")
     for col in ("stage", "in", "passed", "filtered", "errors", "seconds"):
         stages.add_column(col)
-    for name, c in m["stages"].items():
+    for name in m.get("stage_order", list(m["stages"])):
+        c = m["stages"][name]
         stages.add_row(name, str(c["total"]), str(c["passed"]),
                        ", ".join(f"{k}={v}" for k, v in c["filtered"].items()) or "-",
                        ", ".join(f"{k}={v}" for k, v in c["errors"].items()) or "-",

@@ -74,6 +74,7 @@ def write_manifest(out_dir: Path, config_hash: str, planned: list[dict], sidecar
         "tasks": dict(sorted(tasks.items())),
         "voices": dict(sorted(voices.items())),
         "stages": {k: _counts(v) for k, v in stages.items()},
+        "stage_order": list(stages),
         "stage_seconds": seconds,
         "shards": [{"shard_id": sc.shard_id, "rows": sc.rows, "errors": sc.errors, "filtered": sc.filtered,
                     "input_docs": sc.input_docs, "audio_seconds": sc.audio_seconds}

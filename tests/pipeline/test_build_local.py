@@ -168,3 +168,23 @@ def test_hostile_corpus_never_crashes(tmp_path):
     assert not summary.failed
     assert m["rows"] + m["errors"] + m["filtered"] == m["candidates"] >= 5
     assert validate_build(tmp_path / "o") == []
+
+
+def test_a_failing_shard_is_reported_and_resume_finishes_it(tmp_path, interleaved_config, monkeypatch):
+    import align_data.pipeline.stages as stages_mod
+
+    real = stages_mod.read_documents
+
+    def flaky(source, start, stop):
+        if start == 2:
+            raise OSError("disk went away")
+        return real(source, start, stop)
+
+    monkeypatch.setattr(stages_mod, "read_documents", flaky)
+    summary = build(interleaved_config, tmp_path / "o")
+    assert summary.written == 1 and list(summary.failed) == [1] and "disk went away" in summary.failed[1]
+    assert summary.manifest["failed_shards"] and validate_build(tmp_path / "o")  # incomplete: invalid
+    monkeypatch.setattr(stages_mod, "read_documents", real)
+    again = build(interleaved_config, tmp_path / "o", resume=True)
+    assert again.skipped == 1 and again.written == 1 and not again.failed
+    assert validate_build(tmp_path / "o") == []
