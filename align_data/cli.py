@@ -162,6 +162,7 @@ def train(
     steps: int = typer.Option(10, min=1, help="Total optimizer steps."),
     batch_size: int = typer.Option(2, min=1, help="Examples per step."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint in --out."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Delete a checkpoint in --out and start over."),
     set_: List[str] = typer.Option([], "--set", help="Override a TrainConfig field: --set lr=5e-4 (repeatable)."),
 ) -> None:
     """Train the speech adapter (frozen Whisper → conv/GLU adapter → frozen Gemma) on a build's shards."""
@@ -176,11 +177,39 @@ def train(
         except ValidationError as exc:
             raise AlignDataError("invalid train settings: " + "; ".join(
                 f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from exc
+        if resume and overwrite:
+            raise AlignDataError("--resume and --overwrite contradict each other: choose one")
+        if overwrite:
+            from align_data.trainer.checkpoint import ADAPTER_FILE, LOG_FILE, OPTIMIZER_FILE, STATE_FILE
+
+            for name in (ADAPTER_FILE, OPTIMIZER_FILE, STATE_FILE, LOG_FILE):
+                (out / name).unlink(missing_ok=True)
         result = run_train(shards, out, cfg, resume=resume)
     except AlignDataError as exc:
         _fail(exc)
-    console.print(f"trained {result['steps']} steps; final loss {result['final_loss']:.4f}; "
-                  f"{result['seconds_per_step']:.2f} s/step; adapter in {out}")
+    loss = result["final_loss"]
+    per_step = result["seconds_per_step"]
+    console.print(f"trained to step {result['steps']}; final loss "
+                  f"{'n/a' if loss is None else f'{loss:.4f}'}; "
+                  f"{'n/a' if per_step is None else f'{per_step:.2f}'} s/step; adapter in {out}")
+
+
+@app.command("eval")
+def eval_(
+    shards: Path = typer.Argument(..., help="A build folder to evaluate on."),
+    ckpt: Path = typer.Option(..., "--ckpt", help="Checkpoint folder written by `train`."),
+    max_examples: Optional[int] = typer.Option(None, min=1, help="Evaluate at most this many examples."),
+    split: Optional[str] = typer.Option(None, help="Only rows of this split (default: all)."),
+) -> None:
+    """Held-out loss with speech input vs the same examples with the transcript as text."""
+    from align_data.trainer import evaluate
+
+    try:
+        result = evaluate(shards, ckpt, split=split, max_examples=max_examples)
+    except AlignDataError as exc:
+        _fail(exc)
+    console.print(f"examples {result['examples']}: speech loss {result['speech_loss']:.4f}, "
+                  f"text loss {result['text_loss']:.4f}, gap {result['gap']:.4f}")
 
 
 @app.command()

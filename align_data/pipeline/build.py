@@ -78,8 +78,10 @@ def preflight(config: BuildConfig) -> None:
 def _progress(total: int):
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="shard", desc="build", file=sys.stderr, dynamic_ncols=True,
-                disable=None)
+    tty = sys.stderr.isatty()
+    # in a terminal: a live bar; in a log file (cluster jobs): a line every 15 s
+    return tqdm(total=total, unit="shard", desc="build", file=sys.stderr, dynamic_ncols=tty,
+                mininterval=0.5 if tty else 15.0, ascii=not tty)
 
 
 def build(config: BuildConfig, out: str | Path, *, runner: str | None = None, limit: int | None = None,

@@ -2,6 +2,7 @@
 
 from align_data.trainer.checkpoint import load_adapter
 from align_data.trainer.config import TrainConfig
+from align_data.trainer.evaluate import evaluate
 from align_data.trainer.loop import train
 
-__all__ = ["TrainConfig", "load_adapter", "train"]
+__all__ = ["TrainConfig", "evaluate", "load_adapter", "train"]

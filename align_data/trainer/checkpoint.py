@@ -70,7 +70,8 @@ def load_adapter(path: Path, device: str | torch.device = "cpu") -> Adapter:
             meta = fh.metadata() or {}
             tensors = {k: fh.get_tensor(k) for k in fh.keys()}
     except (FileNotFoundError, SafetensorError) as exc:
-        raise AlignDataError(f"{path}: not a readable adapter checkpoint ({exc}); pass a `train` output folder") from exc
+        raise AlignDataError(f"{path}: not a readable adapter checkpoint ({exc}); "
+                             "pass a `train` output folder") from exc
     if meta.get("format") != "align_data.adapter.v1":
         raise AlignDataError(f"{path}: not an align-data adapter (metadata format {meta.get('format')!r})")
     adapter = Adapter(int(meta["in_dim"]), int(meta["out_dim"]), layers=int(meta["layers"]), kernel=int(meta["kernel"]))
@@ -95,7 +96,8 @@ def load_checkpoint(out_dir: Path, device: torch.device) -> tuple[dict[str, Any]
         saved = torch.load(out_dir / OPTIMIZER_FILE, map_location=device, weights_only=True)
     except FileNotFoundError as exc:
         raise AlignDataError(f"{out_dir}: {OPTIMIZER_FILE} is missing; the checkpoint cannot be resumed") from exc
-    steps = {STATE_FILE: state["step"], ADAPTER_FILE: adapter_step(out_dir / ADAPTER_FILE), OPTIMIZER_FILE: saved["step"]}
+    steps = {STATE_FILE: state["step"], ADAPTER_FILE: adapter_step(out_dir / ADAPTER_FILE),
+             OPTIMIZER_FILE: saved["step"]}
     if len(set(steps.values())) != 1:
         raise AlignDataError(f"{out_dir}: checkpoint files are from different steps {steps} (interrupted while "
                              "saving); start again in a new --out folder")

@@ -6,7 +6,7 @@ import io
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import TYPE_CHECKING, Iterator, Protocol
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -17,6 +17,9 @@ import torch
 from align_data.errors import AlignDataError
 from align_data.schemas import Record, Target, check_schema_version, record_from_row
 from align_data.schemas.arrow import META_SCHEMA_VERSION
+
+if TYPE_CHECKING:
+    from transformers import WhisperFeatureExtractor
 
 # Mel frames are padded to a multiple of this: Whisper halves them and the adapter divides by 8.
 FRAME_MULTIPLE = 16
@@ -195,11 +198,10 @@ def as_transcript(example: Example) -> Example:
 class Featurizer:
     """FLAC bytes → Whisper log-mel (mels, frames) at the clip's real length, padded to FRAME_MULTIPLE frames."""
 
-    def __init__(self, extractor: object, max_audio_s: float) -> None:
+    def __init__(self, extractor: WhisperFeatureExtractor, max_audio_s: float) -> None:
         self.extractor = extractor
-        self.rate: int = extractor.sampling_rate  # type: ignore[attr-defined]
-        hop: int = extractor.hop_length  # type: ignore[attr-defined]
-        self.multiple = hop * FRAME_MULTIPLE
+        self.rate: int = extractor.sampling_rate
+        self.multiple = extractor.hop_length * FRAME_MULTIPLE
         self.max_samples = int(max_audio_s * self.rate) // self.multiple * self.multiple or self.multiple
 
     def audio(self, flac: bytes, key: str) -> np.ndarray:
@@ -217,7 +219,7 @@ class Featurizer:
 
     def __call__(self, flac: bytes, key: str) -> torch.Tensor:
         audio = self.audio(flac, key)
-        feats = self.extractor(audio, sampling_rate=self.rate, padding="longest",  # type: ignore[operator]
+        feats = self.extractor(audio, sampling_rate=self.rate, padding="longest",
                                return_tensors="np")["input_features"][0]
         return torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32))
 

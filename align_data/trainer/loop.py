@@ -8,8 +8,9 @@ import math
 import resource
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from tqdm import tqdm
@@ -58,6 +59,18 @@ def _last_logged_loss(path: Path) -> float | None:
     return json.loads(lines[-1])["loss"] if lines else None
 
 
+@contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """Run with ``count`` torch CPU threads (None leaves it), restoring the previous count afterwards."""
+    previous = torch.get_num_threads()
+    if count:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def train(shards_dir: Path, out_dir: Path, config: TrainConfig, *, resume: bool = False, progress: bool = True,
           models: FrozenModels | None = None) -> dict[str, Any]:
     """Train the adapter on a build's shards into ``out_dir``; ``resume`` continues its checkpoint to ``config.steps``.
@@ -68,29 +81,34 @@ def train(shards_dir: Path, out_dir: Path, config: TrainConfig, *, resume: bool 
     """
     shards_dir, out_dir = Path(shards_dir), Path(out_dir)
     if not resume and (out_dir / STATE_FILE).exists():
-        raise AlignDataError(f"{out_dir} already holds a checkpoint; pass --resume to continue it or choose a new --out")
-    if config.threads:
-        torch.set_num_threads(config.threads)
+        raise AlignDataError(f"{out_dir} already holds a checkpoint; pass --resume to continue it "
+                             "or choose a new --out")
+    with torch_threads(config.threads):
+        return _train(shards_dir, out_dir, config, resume=resume, progress=progress, models=models)
+
+
+def _train(shards_dir: Path, out_dir: Path, config: TrainConfig, *, resume: bool, progress: bool,
+           models: FrozenModels | None) -> dict[str, Any]:
+    """The body of ``train``, run under the configured thread count."""
     device, dtype = resolve_device(config)
-    state: dict[str, Any] | None = None
-    if resume:
-        state, adapter, optimizer_state = load_checkpoint(out_dir, device)
-        _check_resumable(state["config"], config, out_dir)
+    checkpoint = load_checkpoint(out_dir, device) if resume else None
+    if checkpoint is not None:
+        _check_resumable(checkpoint[0]["config"], config, out_dir)
     models = models or load_frozen_models(config, device, dtype)
     examples, counts = load_examples(shards_dir, models.tokenizer, max_target_tokens=config.max_target_tokens,
                                      tasks=config.tasks, split=config.split)
     skipped = {k: v for k, v in counts.items() if k.startswith("skipped_") and v}
     if skipped:
         log.warning("train: %d examples from %d rows; skipped %s", len(examples), counts["rows"], skipped)
-    if state is None:
-        adapter = build_adapter(models.encoder, models.lm, config.seed)
+    adapter = checkpoint[1] if checkpoint is not None else build_adapter(models.encoder, models.lm, config.seed)
     adapter = adapter.to(device=device, dtype=torch.float32)
     model = SpeechLM(models.encoder, adapter, models.lm).train()
     params = [p for p in adapter.parameters() if p.requires_grad]
     trainable = sum(p.numel() for p in params)
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     start = 0
-    if state is not None:
+    if checkpoint is not None:
+        state, _, optimizer_state = checkpoint
         optimizer.load_state_dict(optimizer_state)
         set_rng_state(state["rng"])
         start = int(state["step"])

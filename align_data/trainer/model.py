@@ -216,6 +216,8 @@ def load_frozen_models(config: TrainConfig, device: torch.device, dtype: torch.d
 
 
 def build_adapter(encoder: WhisperEncoder, lm: PreTrainedModel, seed: int) -> Adapter:
-    """A freshly initialised adapter from the encoder width to the LM width, seeded."""
-    torch.manual_seed(seed)
-    return Adapter(encoder.config.d_model, lm.get_input_embeddings().weight.shape[1], out_scale=embedding_rms(lm))
+    """A freshly initialised adapter from the encoder width to the LM width, seeded (global RNG untouched)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return Adapter(encoder.config.d_model, lm.get_input_embeddings().weight.shape[1],
+                       out_scale=embedding_rms(lm))
