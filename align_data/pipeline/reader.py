@@ -71,4 +71,4 @@ def read_documents(source: SourceConfig, start: int, stop: int) -> list[Document
     ids = ds[source.id_column] if source.id_column else [str(start + i) for i in range(len(texts))]
     return [Document(dataset=source.name, row=start + i, doc_id=str(doc_id),
                      text=text if isinstance(text, str) else "")
-            for i, (doc_id, text) in enumerate(zip(ids, texts))]
+            for i, (doc_id, text) in enumerate(zip(ids, texts, strict=True))]

@@ -58,7 +58,7 @@ class ShardResult:
 
 def _count(before: list[Record], after: list[Record], stage: str, filtered_by: dict[str, str]) -> StageCounts:
     counts = StageCounts(total=sum(r.live for r in before))
-    for old, new in zip(before, after):
+    for old, new in zip(before, after, strict=True):
         if not old.live:
             continue
         if new.live:

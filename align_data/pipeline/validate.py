@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -24,7 +25,6 @@ def _read_json(path: Path) -> dict:
 def _check_parquet(path: Path, shard_id: int, seen: set[str]) -> tuple[list[str], int, float]:
     """Problems in one Parquet shard, its row count and audio seconds."""
     import soundfile as sf
-    import io
 
     problems: list[str] = []
     pf = pq.ParquetFile(path)
@@ -41,7 +41,10 @@ def _check_parquet(path: Path, shard_id: int, seen: set[str]) -> tuple[list[str]
             problems.append(f"shard {shard_id}: duplicate id {rid}")
         seen.add(rid)
         clip_seconds = 0.0
-        for clip, meta_row in zip(row["audio"], row["audio_meta"]):
+        if len(row["audio"]) != len(row["audio_meta"]):
+            problems.append(f"shard {shard_id}: {rid}: {len(row['audio'])} clips but "
+                            f"{len(row['audio_meta'])} audio_meta entries")
+        for clip, meta_row in zip(row["audio"], row["audio_meta"]):  # noqa: B905 (checked above)
             try:
                 info = sf.info(io.BytesIO(clip["bytes"]))
             except Exception as exc:  # soundfile's error types vary by libsndfile version

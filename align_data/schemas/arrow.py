@@ -135,7 +135,7 @@ def record_from_row(row: dict[str, Any]) -> Record:
     """Rebuild a Record from a Parquet row dict (as ``Table.to_pylist`` gives it)."""
     audio = tuple(
         AudioClip(flac=a["bytes"], sample_rate=m["sample_rate"], num_samples=m["num_samples"])
-        for a, m in zip(row["audio"], row["audio_meta"])
+        for a, m in zip(row["audio"], row["audio_meta"], strict=True)
     )
     return Record(
         id=row["id"],

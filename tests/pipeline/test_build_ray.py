@@ -1,7 +1,6 @@
 """The Ray runner: byte-identical to the local runner, on local Ray and on a real multi-process cluster."""
 
 import os
-import shutil
 import socket
 import subprocess
 import sys

@@ -9,7 +9,6 @@ import pytest
 from transformers import AutoTokenizer, WhisperFeatureExtractor
 
 from align_data.errors import AlignDataError
-from align_data.schemas import records_to_table
 from align_data.schemas.arrow import META_SCHEMA_VERSION
 from align_data.trainer.data import (
     ExampleOrder,

@@ -60,7 +60,7 @@ class TargetsStage(Stage):
                 for i, _ in chunk:
                     out[i] = fail(out[i], self.name, exc.kind, str(exc))
                 continue
-            for (i, request), (raw, reason) in zip(chunk, answers):
+            for (i, request), (raw, reason) in zip(chunk, answers, strict=True):
                 try:
                     target = parse_response(raw, reason, request, self.client.model_name, self.client.backend)
                     out[i] = dataclasses.replace(out[i], targets=(target,))
