@@ -29,12 +29,13 @@ $(VENV)/.installed: pyproject.toml
 setup: system-deps $(VENV)/.installed  ## create .venv with everything the demo and tests need
 	$(BIN)/align-data prepare
 
-demo: setup  ## build the demo corpus, inspect and validate it, train a few adapter steps
+demo: setup  ## build the demo corpus, inspect and validate it, train a few adapter steps, evaluate
 	$(BIN)/align-data build configs/demo.toml --out $(DEMO_OUT) --overwrite
 	$(BIN)/align-data inspect $(DEMO_OUT)
 	$(BIN)/align-data inspect $(DEMO_OUT) --shard 0 --rows 3
 	$(BIN)/align-data validate $(DEMO_OUT)
 	$(BIN)/align-data train $(DEMO_OUT) --out $(DEMO_OUT)/adapter --steps 6 --overwrite
+	$(BIN)/align-data eval $(DEMO_OUT) --ckpt $(DEMO_OUT)/adapter --max-examples 8
 
 test: setup  ## the whole test suite, slow real-model tests included
 	$(BIN)/pytest -q tests

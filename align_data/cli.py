@@ -91,7 +91,7 @@ def _print_manifest(m: dict) -> None:
     head.add_row("config hash", m["config_hash"])
     head.add_row("schema / package", f"{m['schema_version']} / {m['package_version']}")
     console.print(head)
-    for title, counts in (("tasks", m["tasks"]), ("voices", m["voices"])):
+    for title, counts in (("tasks", m["tasks"]), ("voices", m["voices"]), ("splits", m.get("splits", {}))):
         table = Table(title=title)
         table.add_column(title[:-1])
         table.add_column("rows", justify="right")
@@ -198,13 +198,13 @@ def eval_(
     shards: Path = typer.Argument(..., help="A build folder to evaluate on."),
     ckpt: Path = typer.Option(..., "--ckpt", help="Checkpoint folder written by `train`."),
     max_examples: Optional[int] = typer.Option(None, min=1, help="Evaluate at most this many examples."),
-    split: Optional[str] = typer.Option(None, help="Only rows of this split (default: all)."),
+    split: Optional[str] = typer.Option("heldout", help="Only rows of this split (the build's splits.heldout_fraction); pass '' for all rows."),
 ) -> None:
     """Held-out loss with speech input vs the same examples with the transcript as text."""
     from align_data.trainer import evaluate
 
     try:
-        result = evaluate(shards, ckpt, split=split, max_examples=max_examples)
+        result = evaluate(shards, ckpt, split=split or None, max_examples=max_examples)
     except AlignDataError as exc:
         _fail(exc)
     console.print(f"examples {result['examples']}: speech loss {result['speech_loss']:.4f}, "

@@ -108,6 +108,12 @@ class LLMConfig(_Model):
     threads: int | None = Field(None, ge=1, description="torch threads per worker (default: torch's choice).")
 
 
+class SplitConfig(_Model):
+    """Which documents are held out from training (whole documents, so no text leaks across splits)."""
+
+    heldout_fraction: float = Field(0.0, ge=0, lt=1, description="Seeded fraction of documents marked 'heldout'.")
+
+
 class ShardConfig(_Model):
     """How the input is cut into shards (the unit of work, atomicity and resume)."""
 
@@ -136,6 +142,7 @@ class BuildConfig(_Model):
     paralinguistics: ParalinguisticsConfig = Field(default_factory=ParalinguisticsConfig,
                                                    description="Acoustic measures.")
     llm: LLMConfig = Field(default_factory=LLMConfig, description="Target generation.")
+    splits: SplitConfig = Field(default_factory=SplitConfig, description="Train / held-out split.")
     shards: ShardConfig = Field(default_factory=ShardConfig, description="Sharding.")
     runner: RunnerConfig = Field(default_factory=RunnerConfig, description="Execution.")
 

@@ -124,7 +124,7 @@ def build(config: BuildConfig, out: str | Path, *, runner: str | None = None, li
                 summary.failed[spec.shard_id] = error or "unknown failure"
                 bar.write(f"shard {spec.shard_id} failed: {(error or '').splitlines()[0]}")
             elapsed = max(time.perf_counter() - t_run, 1e-9)
-            bar.set_postfix(rows=rows, rows_per_s=f"{rows / elapsed:.2f}", failed=len(summary.failed))
+            bar.set_postfix(rows=rows, rows_per_s=f"{rows / elapsed:.2f}", failed=len(summary.failed), refresh=False)
             bar.update(1)
     finally:
         bar.close()

@@ -45,7 +45,10 @@ def write_manifest(out_dir: Path, config_hash: str, planned: list[dict], sidecar
     stages: dict[str, StageCounts] = {}
     tasks: dict[str, int] = {}
     voices: dict[str, int] = {}
+    splits: dict[str, int] = {}
     for sc in sidecars:
+        for k, v in sc.splits.items():
+            splits[k] = splits.get(k, 0) + v
         for name, counts in sc.stages.items():
             stages.setdefault(name, StageCounts()).merge(counts)
         for k, v in sc.tasks.items():
@@ -73,6 +76,7 @@ def write_manifest(out_dir: Path, config_hash: str, planned: list[dict], sidecar
         "audio_seconds": round(sum(sc.audio_seconds for sc in sidecars), 3),
         "tasks": dict(sorted(tasks.items())),
         "voices": dict(sorted(voices.items())),
+        "splits": dict(sorted(splits.items())),
         "stages": {k: _counts(v) for k, v in stages.items()},
         "stage_order": list(stages),
         "stage_seconds": seconds,

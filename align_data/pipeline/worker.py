@@ -19,7 +19,7 @@ class ShardWorker:
         self.config = config
         self.out_dir = Path(out_dir)
         self.config_hash = config.hash()
-        self.source = SourceStage(config.segment, config.seed)
+        self.source = SourceStage(config.segment, config.seed, config.splits.heldout_fraction)
         self.stages = build_stages(config)
         for stage in self.stages:
             if not stage.lazy_setup:

@@ -39,6 +39,7 @@ class ShardSidecar:
     audio_seconds: float
     tasks: dict[str, int]
     voices: dict[str, int]
+    splits: dict[str, int]
     stages: dict[str, StageCounts]
     files: dict[str, dict[str, Any]]  # relative path -> {"sha256", "bytes"}
     seconds: dict[str, float]  # wall time per stage

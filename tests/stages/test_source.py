@@ -63,3 +63,19 @@ def test_sampling_is_seeded():
     other = [r.filtered for r in SourceStage(cfg, seed=2).records(docs, 0)]
     assert first == again and first != other
     assert 5 < first.count("sampled_out") < 35
+
+
+def test_heldout_split_is_per_document_and_seeded():
+    cfg = SegmentConfig(min_words=2, max_words=4)
+    docs = _docs(*[f"Document {i} has two sentences. Here is the second one." for i in range(200)])
+    stage = SourceStage(cfg, seed=0, heldout_fraction=0.2)
+    records = stage.records(docs, shard_id=0)
+    by_doc = {}
+    for r in records:
+        by_doc.setdefault(r.source.doc_id, set()).add(r.split)
+    assert all(len(s) == 1 for s in by_doc.values())  # a document never straddles splits
+    held = sum(s == {"heldout"} for s in by_doc.values())
+    assert 20 < held < 60
+    again = SourceStage(cfg, seed=0, heldout_fraction=0.2).records(docs, shard_id=5)
+    assert [r.split for r in again] == [r.split for r in records]  # not tied to the shard
+    assert {r.split for r in SourceStage(cfg, seed=0).records(docs, 0)} == {"train"}

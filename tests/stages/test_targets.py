@@ -55,17 +55,17 @@ class ScriptedClient:
         return [self.answers.pop(0) for _ in prompts]
 
 
-def test_batches_in_order_and_errors_per_row():
+def test_batches_group_tasks_in_order_and_errors_per_row():
     client = ScriptedClient([("first", "stop"), ("", "stop"), ("third", "length")])
     stage = TargetsStage(LLMConfig(batch_size=2), seed=0, client=client)
     recs = [_record("continuation", "a"), _record("description", "b"), _record("interleaved", "c"),
             _record("continuation", "d")]
     out = stage(recs)
-    assert client.calls == [2, 1]
+    assert client.calls == [2, 1]  # [a, d] share the continuation prompt's shots, then [b]
     assert out[0].targets[0].response == "first"
-    assert out[1].error.kind == "empty_response"
+    assert out[3].error.kind == "empty_response"
     assert out[2].targets[0].backend == "corpus"
-    assert out[3].targets[0].finish_reason == "length"
+    assert out[1].targets[0].finish_reason == "length" and out[1].targets[0].task == "description"
 
 
 def test_client_timeout_fails_the_batch_rows_only():
@@ -86,3 +86,25 @@ def test_real_gemma_continuation_and_description():
     again = TargetsStage(LLMConfig(max_new_tokens=24, batch_size=2), seed=0)(
         [_record("continuation", "a"), _record("description", "b")])
     assert [r.targets for r in again] == [r.targets for r in out]  # greedy: same answers
+
+
+def test_shared_prefix_ends_at_a_shot_boundary():
+    from align_data.stages.targets.transformers_client import shared_prefix
+
+    assert shared_prefix(["A\n\nB\n\nText: x", "A\n\nB\n\nText: y"]) == "A\n\nB\n\n"
+    assert shared_prefix(["A\n\nB1", "A\n\nB2"]) == "A\n\n"
+    assert shared_prefix(["Text: x", "Text: y"]) == ""
+
+
+@pytest.mark.slow
+def test_prefix_cache_gives_the_same_answers_as_full_prompts():
+    from align_data.stages.targets.transformers_client import TransformersClient
+
+    records = [_record("description", f"r{i}", f'[00:00:00 - 00:00:02]: "Line {i} was said." (Gender: Male)')
+               for i in range(3)]
+    prompts = [build_request(r, np.random.default_rng(0)).llm_prompt for r in records]
+    client = TransformersClient("embedded")
+    cached = client.generate(prompts, 12, 0.0, 1.0, 0)
+    assert len(client._prefixes) == 1
+    client.prefix_cache = False
+    assert client.generate(prompts, 12, 0.0, 1.0, 0) == cached

@@ -29,11 +29,19 @@ class SourceStage(Stage):
     """Normalize, split into sentences, pack into segments, filter, dedup and sample, seeded per shard."""
 
     name: ClassVar[str] = "source"
-    writes: ClassVar[tuple[str, ...]] = ("id", "shard_id", "source", "text", "next_text")
+    writes: ClassVar[tuple[str, ...]] = ("id", "shard_id", "source", "text", "next_text", "split")
 
-    def __init__(self, config: SegmentConfig, seed: int):
+    def __init__(self, config: SegmentConfig, seed: int, heldout_fraction: float = 0.0):
         self.config = config
         self.seed = seed
+        self.heldout_fraction = heldout_fraction
+
+    def split_of(self, doc: Document) -> str:
+        """'heldout' for a seeded fraction of documents (by source and document id, not by shard)."""
+        if self.heldout_fraction <= 0:
+            return "train"
+        draw = rng_for(self.seed, -1, f"{doc.dataset}/{doc.doc_id}", "split").random()
+        return "heldout" if draw < self.heldout_fraction else "train"
 
     def records(self, docs: list[Document], shard_id: int) -> list[Record]:
         """Every candidate segment of ``docs`` as a record: live, or filtered with a reason."""
@@ -53,10 +61,11 @@ class SourceStage(Stage):
                            source=SourceRef(doc.dataset, doc.doc_id, 0), filtered=reason)]
         segments = pack_segments(split_sentences(text), cfg.min_words, cfg.max_words)
         records = []
+        split = self.split_of(doc)
         for index, segment in enumerate(segments):
             nxt = segments[index + 1] if index + 1 < len(segments) else None
             record = Record(id=f"{base}-{index:03d}", shard_id=shard_id, text=segment, next_text=nxt,
-                            source=SourceRef(doc.dataset, doc.doc_id, index))
+                            source=SourceRef(doc.dataset, doc.doc_id, index), split=split)
             records.append(dataclasses.replace(record, filtered=self._reason(record, seen)))
         return records
 

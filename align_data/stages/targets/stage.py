@@ -46,6 +46,8 @@ class TargetsStage(Stage):
                     pending.append((i, request))
             except RecordError as exc:
                 out[i] = fail(record, self.name, exc.kind, str(exc))
+        # one task per batch, so a batch shares its few-shot prefix (the client caches it); stable order
+        pending.sort(key=lambda item: item[1].task)
         if pending:
             self.setup()
         size = self.config.batch_size

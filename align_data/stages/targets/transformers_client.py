@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+import os
 from pathlib import Path
+from typing import Any
 
 from align_data.errors import AlignDataError
 
@@ -19,12 +22,23 @@ def resolve_model(name: str) -> Path:
     return path
 
 
+def shared_prefix(prompts: list[str], boundary: str = "\n\n") -> str:
+    """The longest common prefix of ``prompts`` that ends at ``boundary`` (the few-shot examples)."""
+    common = os.path.commonprefix(prompts)
+    cut = common.rfind(boundary)
+    return common[: cut + len(boundary)] if cut > 0 else ""
+
+
 class TransformersClient:
-    """Loads a causal LM once; ``generate`` returns (text, finish_reason) per prompt, in order."""
+    """Loads a causal LM once; ``generate`` returns (text, finish_reason) per prompt, in order.
+
+    The few-shot prefix that a batch shares is run once per worker and its KV cache reused (on CPU the
+    prefill of ~300 prompt tokens per row costs more than generating the answer)."""
 
     backend = "transformers"
+    max_cached_prefixes = 8
 
-    def __init__(self, model: str, threads: int | None = None):
+    def __init__(self, model: str, threads: int | None = None, prefix_cache: bool = True):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -38,12 +52,45 @@ class TransformersClient:
         vocab = self.tokenizer.get_vocab()
         self.stop_ids = sorted({i for t, i in vocab.items() if "\n" in t or t == "<0x0A>"}
                                | {self.tokenizer.eos_token_id})
+        self._prefixes: dict[str, tuple[Any, Any]] = {}
+        self.prefix_cache = prefix_cache
+
+    def _prefix_cache(self, prefix: str) -> tuple[Any, Any]:
+        """Token ids and KV cache of ``prefix`` (batch 1), computed once and kept."""
+        import torch
+
+        if prefix not in self._prefixes:
+            if len(self._prefixes) >= self.max_cached_prefixes:
+                self._prefixes.pop(next(iter(self._prefixes)))
+            ids = self.tokenizer(prefix, return_tensors="pt")["input_ids"]
+            with torch.inference_mode():
+                cache = self.model(input_ids=ids, use_cache=True).past_key_values
+            self._prefixes[prefix] = (ids, cache)
+        return self._prefixes[prefix]
+
+    def _inputs(self, prompts: list[str]) -> dict[str, Any]:
+        """generate() inputs: [shared prefix from cache][left-padded suffixes] with a matching mask."""
+        import torch
+
+        prefix = shared_prefix(prompts) if self.prefix_cache else ""
+        if not prefix:
+            return dict(self.tokenizer(prompts, return_tensors="pt", padding=True))
+        prefix_ids, cache = self._prefix_cache(prefix)
+        rest = self.tokenizer([p[len(prefix):] for p in prompts], add_special_tokens=False,
+                              return_tensors="pt", padding=True)
+        batch = len(prompts)
+        cache = copy.deepcopy(cache)
+        cache.batch_repeat_interleave(batch)
+        ones = torch.ones(batch, prefix_ids.shape[1], dtype=rest["attention_mask"].dtype)
+        return {"input_ids": torch.cat([prefix_ids.expand(batch, -1), rest["input_ids"]], dim=1),
+                "attention_mask": torch.cat([ones, rest["attention_mask"]], dim=1),
+                "past_key_values": cache}
 
     def generate(self, prompts: list[str], max_new_tokens: int, temperature: float, top_p: float,
                  seed: int) -> list[tuple[str, str]]:
         import torch
 
-        enc = self.tokenizer(prompts, return_tensors="pt", padding=True)
+        enc = self._inputs(prompts)
         sampling = temperature > 0
         kwargs = dict(do_sample=sampling, max_new_tokens=max_new_tokens, eos_token_id=self.stop_ids,
                       pad_token_id=self.tokenizer.pad_token_id)
