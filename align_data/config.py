@@ -89,6 +89,34 @@ class TTSConfig(_Model):
     timeout_s: float = Field(30.0, gt=0, description="Kill the engine after this many seconds on one text.")
 
 
+class AcousticsConfig(_Model):
+    """Post-TTS acoustics: silence trim, loudness, optional noise at a target SNR and reverberation."""
+
+    trim_silence: bool = Field(True, description="Cut leading/trailing silence (the cut is recorded).")
+    trim_top_db: float = Field(45.0, gt=0, description="Audio this far below the loudest 10 ms counts as silence.")
+    loudness: Literal["keep", "normalize"] = Field(
+        "normalize", description="'normalize': scale clean speech to an RMS level drawn from loudness_range_dbfs.")
+    loudness_range_dbfs: tuple[float, float] = Field((-32.0, -14.0), description="Speech RMS level range (dBFS).")
+    noise_prob: float = Field(0.0, ge=0, le=1, description="Fraction of records mixed with noise.")
+    noise_types: list[Literal["white", "pink", "brown", "folder"]] = Field(
+        default_factory=lambda: ["white", "pink", "brown"], description="Noise kinds drawn from ('folder' = noise_dir).")
+    noise_dir: str | None = Field(None, description="Folder of noise recordings (wav/flac/ogg) for the 'folder' kind.")
+    snr_range_db: tuple[float, float] = Field((5.0, 30.0), description="Target SNR range (dB), drawn per record.")
+    reverb_prob: float = Field(0.0, ge=0, le=1, description="Fraction of records convolved with a synthetic room.")
+    rt60_range_s: tuple[float, float] = Field((0.2, 0.9), description="Reverberation time range (s) of the room.")
+    peak_limit: float = Field(0.99, gt=0, le=1, description="Scale a clip down when its peak would exceed this.")
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "AcousticsConfig":
+        for name in ("loudness_range_dbfs", "snr_range_db", "rt60_range_s"):
+            lo, hi = getattr(self, name)
+            if lo > hi:
+                raise ValueError(f"acoustics.{name}: low {lo} > high {hi}")
+        if "folder" in self.noise_types and not self.noise_dir:
+            raise ValueError("acoustics.noise_types has 'folder' but acoustics.noise_dir is not set")
+        return self
+
+
 class ParalinguisticsConfig(_Model):
     """Acoustic measures behind the DeSTA2 seed transcript."""
 
@@ -139,6 +167,7 @@ class BuildConfig(_Model):
     segment: SegmentConfig = Field(default_factory=SegmentConfig, description="Segmentation and filters.")
     interleave: InterleaveConfig = Field(default_factory=InterleaveConfig, description="Task mix, speech spans.")
     tts: TTSConfig = Field(default_factory=TTSConfig, description="Speech synthesis.")
+    acoustics: AcousticsConfig = Field(default_factory=AcousticsConfig, description="Trim, loudness, noise, reverb.")
     paralinguistics: ParalinguisticsConfig = Field(default_factory=ParalinguisticsConfig,
                                                    description="Acoustic measures.")
     llm: LLMConfig = Field(default_factory=LLMConfig, description="Target generation.")

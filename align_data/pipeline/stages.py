@@ -12,6 +12,7 @@ from align_data.pipeline.plan import ShardSpec
 from align_data.pipeline.reader import read_documents
 from align_data.schemas import Record
 from align_data.schemas.sidecar import StageCounts
+from align_data.stages.acoustics import AcousticsStage
 from align_data.stages.base import Stage
 from align_data.stages.interleave import InterleaveStage
 from align_data.stages.paralinguistics import ParalinguisticsStage
@@ -25,6 +26,7 @@ def build_stages(config: BuildConfig) -> list[Stage]:
     return [
         InterleaveStage(config.interleave, config.seed),
         TTSStage(config.tts, config.seed),
+        AcousticsStage(config.acoustics, config.seed),
         ParalinguisticsStage(config.paralinguistics),
         TargetsStage(config.llm, config.seed),
     ]

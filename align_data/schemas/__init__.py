@@ -2,6 +2,7 @@
 
 from align_data.schemas.record import (
     SCHEMA_VERSION,
+    Acoustics,
     AudioClip,
     ErrorInfo,
     Paralinguistics,
@@ -21,6 +22,7 @@ from align_data.schemas.arrow import (
 
 __all__ = [
     "SCHEMA_VERSION",
+    "Acoustics",
     "AudioClip",
     "ErrorInfo",
     "Paralinguistics",

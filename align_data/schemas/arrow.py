@@ -10,6 +10,7 @@ import pyarrow as pa
 from align_data.errors import AlignDataError
 from align_data.schemas.record import (
     SCHEMA_VERSION,
+    Acoustics,
     AudioClip,
     Paralinguistics,
     Record,
@@ -39,6 +40,12 @@ _PARA = pa.struct([
     ("duration_s", pa.float64()), ("speech_rate_wps", pa.float64()), ("f0_mean_hz", pa.float64()),
     ("f0_std_hz", pa.float64()), ("pitch_level", pa.string()), ("rms_dbfs", pa.float64()),
     ("volume_level", pa.string()), ("speed_level", pa.string()), ("snr_db", pa.float64()),
+    ("c50_db", pa.float64()),
+])
+_ACOUSTICS = pa.struct([
+    ("gain_db", pa.float64()), ("trimmed_start_s", pa.float64()), ("trimmed_end_s", pa.float64()),
+    ("peak", pa.float64()), ("noise_type", pa.string()), ("target_snr_db", pa.float64()),
+    ("snr_db", pa.float64()), ("rt60_s", pa.float64()), ("c50_db", pa.float64()),
 ])
 _TARGET = pa.struct([
     ("task", pa.string()), ("prompt_id", pa.string()), ("prompt", pa.string()),
@@ -57,6 +64,7 @@ RECORD_SCHEMA = pa.schema([
     ("audio", pa.list_(_AUDIO)),
     ("audio_meta", pa.list_(_AUDIO_META)),
     ("voice", _VOICE),
+    ("acoustics", _ACOUSTICS),
     ("paralinguistics", _PARA),
     ("description", pa.string()),
     ("targets", pa.list_(_TARGET)),
@@ -116,6 +124,9 @@ def record_to_row(record: Record) -> dict[str, Any]:
         "voice": None if record.voice is None else {
             f: getattr(record.voice, f) for f in Voice.__slots__
         },
+        "acoustics": None if record.acoustics is None else {
+            f: getattr(record.acoustics, f) for f in Acoustics.__slots__
+        },
         "paralinguistics": None if record.paralinguistics is None else {
             f: getattr(record.paralinguistics, f) for f in Paralinguistics.__slots__
         },
@@ -147,6 +158,7 @@ def record_from_row(row: dict[str, Any]) -> Record:
         segments=tuple(Segment(**s) for s in row["segments"]),
         audio=audio,
         voice=None if row["voice"] is None else Voice(**row["voice"]),
+        acoustics=None if row.get("acoustics") is None else Acoustics(**row["acoustics"]),
         paralinguistics=None if row["paralinguistics"] is None else Paralinguistics(**row["paralinguistics"]),
         description=row["description"],
         targets=tuple(Target(**t) for t in row["targets"]),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 TASKS = ("continuation", "description", "interleaved")
 
@@ -70,6 +70,22 @@ class Paralinguistics:
     volume_level: str
     speed_level: str
     snr_db: float | None = None
+    c50_db: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Acoustics:
+    """What was done to the clean TTS audio, with measured results (SNR from the mixed components)."""
+
+    gain_db: float
+    trimmed_start_s: float
+    trimmed_end_s: float
+    peak: float
+    noise_type: str | None = None
+    target_snr_db: float | None = None
+    snr_db: float | None = None
+    rt60_s: float | None = None
+    c50_db: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +123,7 @@ class Record:
     segments: tuple[Segment, ...] = ()
     audio: tuple[AudioClip, ...] = ()
     voice: Voice | None = None
+    acoustics: Acoustics | None = None
     paralinguistics: Paralinguistics | None = None
     description: str | None = None
     targets: tuple[Target, ...] = ()

@@ -188,3 +188,16 @@ def test_a_failing_shard_is_reported_and_resume_finishes_it(tmp_path, interleave
     again = build(interleaved_config, tmp_path / "o", resume=True)
     assert again.skipped == 1 and again.written == 1 and not again.failed
     assert validate_build(tmp_path / "o") == []
+
+
+def test_noise_and_reverb_reach_the_rows_and_descriptions(tmp_path, corpus_file):
+    cfg = make_config(corpus_file, interleave={"task_weights": {"interleaved": 1.0}},
+                      acoustics={"noise_prob": 1.0, "reverb_prob": 1.0, "snr_range_db": [10.0, 20.0]})
+    build(cfg, tmp_path / "o")
+    rows = pq.read_table(tmp_path / "o/shards/00000.parquet").to_pylist()
+    for row in rows:
+        a, p = row["acoustics"], row["paralinguistics"]
+        assert 10.0 - 0.5 <= a["snr_db"] <= 20.0 + 0.5 and p["snr_db"] == a["snr_db"]
+        assert p["c50_db"] == a["c50_db"] is not None
+        assert "SNR: " in row["description"] and "C50: " in row["description"]
+    assert validate_build(tmp_path / "o") == []

@@ -66,7 +66,7 @@ def measure(samples: np.ndarray, rate: int, n_words: int, cfg: ParalinguisticsCo
         rms_dbfs=round(rms_dbfs, 2),
         volume_level=level(rms_dbfs, ref["volume"]["low"], ref["volume"]["high"]),
         speed_level=level(wps, ref["speed"]["low"], ref["speed"]["high"]),
-        snr_db=None,  # clean synthetic speech: no noise added, nothing to measure
+        snr_db=None,  # set by the caller from the acoustics stage, where noise was mixed in
     )
 
 
@@ -85,6 +85,10 @@ def seed_transcript(spoken: str, voice: Voice, para: Paralinguistics) -> str:
         f"Volume: {para.volume_level}",
         f"Duration: {max(1, round(para.duration_s))}s",
     ]
+    if para.snr_db is not None:
+        attrs.append(f"SNR: {round(para.snr_db)}dB")
+    if para.c50_db is not None:
+        attrs.append(f"C50: {round(para.c50_db)}dB")
     if voice.emotion != "unknown":
         attrs.insert(2, f"Emotion: {voice.emotion}")
     return f'[00:00:00 - {_clock(para.duration_s)}]: "{spoken}" ({", ".join(attrs)})'
@@ -118,5 +122,7 @@ class ParalinguisticsStage(Stage):
         samples = np.concatenate(parts)
         spoken = " ".join(s.text for s in record.segments if s.modality == "speech")
         para = measure(samples, rate, len(spoken.split()), self.config, record.voice.gender)
+        if record.acoustics is not None:  # known from the mixing, not estimated
+            para = dataclasses.replace(para, snr_db=record.acoustics.snr_db, c50_db=record.acoustics.c50_db)
         return dataclasses.replace(record, paralinguistics=para,
                                    description=seed_transcript(spoken, record.voice, para))
