@@ -70,7 +70,7 @@ def inspect(
     rows: int = typer.Option(3, min=0, help="How many rows (and errors) of --shard to show."),
 ) -> None:
     """Summary of a build: rows, errors, filtered, audio hours, tasks, voices, stages, per-shard table."""
-    from align_data.pipeline.summary import load_manifest, shard_errors, shard_rows
+    from align_data.pipeline.summary import expected_voice_shares, load_manifest, shard_errors, shard_rows
 
     try:
         m = load_manifest(out)
@@ -79,10 +79,10 @@ def inspect(
             return
     except AlignDataError as exc:
         _fail(exc)
-    _print_manifest(m)
+    _print_manifest(m, expected_voice_shares(out))
 
 
-def _print_manifest(m: dict) -> None:
+def _print_manifest(m: dict, expected: dict[str, dict[str, float]]) -> None:
     head = Table(title="build", show_header=False)
     for key in ("rows", "errors", "filtered", "candidates", "input_docs", "planned_docs",
                 "complete_shards", "planned_shards"):
@@ -91,14 +91,25 @@ def _print_manifest(m: dict) -> None:
     head.add_row("config hash", m["config_hash"])
     head.add_row("schema / package", f"{m['schema_version']} / {m['package_version']}")
     console.print(head)
-    for title, counts in (("tasks", m["tasks"]), ("voices", m["voices"]), ("splits", m.get("splits", {}))):
+    backends: dict[str, int] = {}
+    for key, n in m["voices"].items():
+        backends[key.split(":", 1)[0]] = backends.get(key.split(":", 1)[0], 0) + n
+    groups = (("tasks", m["tasks"]), ("voices", m["voices"]), ("backends", backends),
+              ("genders", m.get("genders", {})), ("splits", m.get("splits", {})))
+    for title, counts in groups:
         table = Table(title=title)
         table.add_column(title[:-1])
         table.add_column("rows", justify="right")
         table.add_column("share", justify="right")
+        configured = expected.get(title)
+        if configured:
+            table.add_column("configured", justify="right")
         total = max(1, sum(counts.values()))
-        for k, v in counts.items():
-            table.add_row(k, str(v), f"{100 * v / total:.1f}%")
+        for k in sorted(set(counts) | set(configured or {})):
+            cells = [k, str(counts.get(k, 0)), f"{100 * counts.get(k, 0) / total:.1f}%"]
+            if configured:
+                cells.append(f"{100 * configured.get(k, 0.0):.1f}%")
+            table.add_row(*cells)
         console.print(table)
     stages = Table(title="stages")
     for col in ("stage", "in", "passed", "filtered", "errors", "seconds"):

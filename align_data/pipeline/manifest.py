@@ -46,9 +46,12 @@ def write_manifest(out_dir: Path, config_hash: str, planned: list[dict], sidecar
     tasks: dict[str, int] = {}
     voices: dict[str, int] = {}
     splits: dict[str, int] = {}
+    genders: dict[str, int] = {}
     for sc in sidecars:
         for k, v in sc.splits.items():
             splits[k] = splits.get(k, 0) + v
+        for k, v in sc.genders.items():
+            genders[k] = genders.get(k, 0) + v
         for name, counts in sc.stages.items():
             stages.setdefault(name, StageCounts()).merge(counts)
         for k, v in sc.tasks.items():
@@ -77,6 +80,7 @@ def write_manifest(out_dir: Path, config_hash: str, planned: list[dict], sidecar
         "tasks": dict(sorted(tasks.items())),
         "voices": dict(sorted(voices.items())),
         "splits": dict(sorted(splits.items())),
+        "genders": dict(sorted(genders.items())),
         "stages": {k: _counts(v) for k, v in stages.items()},
         "stage_order": list(stages),
         "stage_seconds": seconds,

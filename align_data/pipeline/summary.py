@@ -34,3 +34,18 @@ def shard_errors(out_dir: str | Path, shard_id: int, limit: int) -> list[dict]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines()[:limit]]
+
+
+def expected_voice_shares(out_dir: str | Path) -> dict[str, dict[str, float]]:
+    """The configured share of each voice, backend and gender (from the build's config.json weights)."""
+    path = Path(out_dir) / "config.json"
+    if not path.exists():
+        return {}
+    voices = json.loads(path.read_text())["config"]["tts"]["voices"]
+    total = sum(v["weight"] for v in voices) or 1.0
+    shares: dict[str, dict[str, float]] = {"voices": {}, "backends": {}, "genders": {}}
+    for v in voices:
+        backend = v.get("backend", "espeak")
+        for group, key in (("voices", f"{backend}:{v['id']}"), ("backends", backend), ("genders", v["gender"])):
+            shares[group][key] = shares[group].get(key, 0.0) + v["weight"] / total
+    return shares

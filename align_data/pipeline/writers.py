@@ -111,9 +111,12 @@ def write_shard(out_dir: Path, result: ShardResult, config_hash: str) -> ShardSi
     tasks: dict[str, int] = {}
     voices: dict[str, int] = {}
     splits: dict[str, int] = {}
+    genders: dict[str, int] = {}
     for r in rows:
         tasks[r.task] = tasks.get(r.task, 0) + 1
         splits[r.split] = splits.get(r.split, 0) + 1
+        if r.voice is not None:
+            genders[r.voice.gender] = genders.get(r.voice.gender, 0) + 1
         if r.voice is not None:
             key = f"{r.voice.backend}:{r.voice.voice_id}"
             voices[key] = voices.get(key, 0) + 1
@@ -123,6 +126,7 @@ def write_shard(out_dir: Path, result: ShardResult, config_hash: str) -> ShardSi
         errors=len(errors), filtered=len(filtered),
         audio_seconds=round(sum(c.duration_s for r in rows for c in r.audio), 3),
         tasks=dict(sorted(tasks.items())), voices=dict(sorted(voices.items())), splits=dict(sorted(splits.items())),
+        genders=dict(sorted(genders.items())),
         stages=result.stages, files=files, seconds=result.seconds,
     )
     with atomic_file(out_dir / f"shards/{name}.json") as handle:

@@ -40,6 +40,7 @@ class ShardSidecar:
     tasks: dict[str, int]
     voices: dict[str, int]
     splits: dict[str, int]
+    genders: dict[str, int]
     stages: dict[str, StageCounts]
     files: dict[str, dict[str, Any]]  # relative path -> {"sha256", "bytes"}
     seconds: dict[str, float]  # wall time per stage

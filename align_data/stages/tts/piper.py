@@ -21,7 +21,7 @@ _ONES = ("zero one two three four five six seven eight nine ten eleven twelve th
          "fifteen sixteen seventeen eighteen nineteen").split()
 _TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
 _SCALES = ((10**9, "billion"), (10**6, "million"), (1000, "thousand"), (100, "hundred"))
-_NUMBER = re.compile(r"(?<![\w.])(?:(?P<hour>\d{1,2}):(?P<minute>\d{2})"
+_NUMBER = re.compile(r"(?<![\w.:])(?:(?P<hour>\d{1,2}):(?P<minute>[0-5]\d)"
                      r"|(?P<int>\d{1,3}(?:,\d{3})+|\d+)(?:\.(?P<frac>\d+))?)(?!\w|[.:]\d)")
 
 
@@ -39,7 +39,7 @@ def _int_words(n: int) -> str:
 
 
 def _pair_words(n: int) -> str:
-    """Two digits as said in years and times: 0 -> hundred-less "oh", 5 -> "oh five", 42 -> "forty-two"."""
+    """Two digits as said in years and times: 5 -> "oh five", 42 -> "forty-two"."""
     return f"oh {_ONES[n]}" if n < 10 else _int_words(n)
 
 
