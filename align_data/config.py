@@ -63,7 +63,9 @@ class InterleaveConfig(_Model):
 class VoiceSpec(_Model):
     """One voice of the pool with the attributes that are known about it."""
 
-    id: str = Field(description="Backend voice name, e.g. espeak-ng 'en-us+f2'.")
+    backend: Literal["espeak", "piper", "hibari"] = Field(
+        "espeak", description="Engine: espeak (Debian espeak-ng), piper (extra [piper]), hibari (extra [hibari]).")
+    id: str = Field(description="Voice name in its backend: espeak-ng 'en-us+f2', piper 'joe-us', hibari 'heart'.")
     gender: Literal["female", "male", "unknown"] = Field(description="Perceived gender of the voice.")
     accent: str = Field(description="Accent name used in descriptions, e.g. 'American'.")
     language: str = Field("en", description="BCP-47-ish language code.")
@@ -73,7 +75,6 @@ class VoiceSpec(_Model):
 class TTSConfig(_Model):
     """Speech synthesis: backend, voice pool and prosody ranges sampled per record."""
 
-    backend: Literal["espeak"] = Field("espeak", description="TTS engine.")
     sample_rate: int = Field(16000, description="Output sample rate (Hz); audio is stored mono FLAC.")
     voices: list[VoiceSpec] = Field(default_factory=lambda: [
         VoiceSpec(id="en-us+m3", gender="male", accent="American", language="en-us"),
@@ -84,6 +85,8 @@ class TTSConfig(_Model):
         VoiceSpec(id="en-029+f4", gender="female", accent="Caribbean", language="en"),
     ], description="Voice pool; each record samples one voice by weight.")
     rate_range: tuple[int, int] = Field((140, 200), description="espeak-ng words per minute (-s), sampled.")
+    speed_range: tuple[float, float] = Field(
+        (0.85, 1.15), description="Speaking-speed factor for neural voices (piper: 1/length_scale; hibari: speed).")
     pitch_range: tuple[int, int] = Field((25, 75), description="espeak-ng pitch 0-99 (-p), sampled.")
     volume_range: tuple[int, int] = Field((70, 140), description="espeak-ng amplitude 0-200 (-a), sampled.")
     timeout_s: float = Field(30.0, gt=0, description="Kill the engine after this many seconds on one text.")

@@ -65,9 +65,10 @@ def preflight(config: BuildConfig) -> None:
     """Fail in the first second: stage chain, packages, engines, and the LLM model folder."""
     stages = build_stages(config)
     check_chain(stages)
-    from align_data.stages.tts.espeak import EspeakEngine
+    from align_data.stages.tts.stage import engine_for
 
-    EspeakEngine().check()
+    for backend in sorted({v.backend for v in config.tts.voices}):
+        engine_for(backend, config.tts).check()  # installed? (loading waits for the workers)
     needs_llm = any(config.interleave.task_weights.get(t, 0) > 0 for t in ("continuation", "description"))
     if needs_llm and config.llm.backend == "transformers":
         from align_data.stages.targets.transformers_client import resolve_model

@@ -1,9 +1,9 @@
-"""TTS stage: a seeded voice and prosody per record, every speech segment synthesized, 16 kHz FLAC."""
+"""TTS stage: a seeded voice and prosody per record from a mixed-backend pool, 16 kHz FLAC out."""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -17,16 +17,32 @@ MIN_PEAK = 1e-3  # quieter than this is silence: the engine produced nothing spe
 
 
 def sample_voice(config: TTSConfig, rng: np.random.Generator) -> Voice:
-    """One voice from the weighted pool, with rate/pitch/volume drawn from the configured ranges."""
+    """One voice from the weighted pool, with the prosody its backend controls drawn from the config ranges.
+
+    espeak: rate = words per minute, pitch = 0-99, volume = amplitude 0-200; piper/hibari: rate = speed
+    factor, pitch and volume not controlled (None)."""
     weights = np.array([v.weight for v in config.voices], dtype=float)
     spec = config.voices[int(rng.choice(len(config.voices), p=weights / weights.sum()))]
-    return Voice(
-        backend=config.backend, voice_id=spec.id, gender=spec.gender, accent=spec.accent,
-        language=spec.language,
-        rate=float(rng.integers(config.rate_range[0], config.rate_range[1] + 1)),
-        pitch=float(rng.integers(config.pitch_range[0], config.pitch_range[1] + 1)),
-        volume=float(rng.integers(config.volume_range[0], config.volume_range[1] + 1)),
-    )
+    base = dict(backend=spec.backend, voice_id=spec.id, gender=spec.gender, accent=spec.accent,
+                language=spec.language)
+    if spec.backend == "espeak":
+        return Voice(**base,
+                     rate=float(rng.integers(config.rate_range[0], config.rate_range[1] + 1)),
+                     pitch=float(rng.integers(config.pitch_range[0], config.pitch_range[1] + 1)),
+                     volume=float(rng.integers(config.volume_range[0], config.volume_range[1] + 1)))
+    return Voice(**base, rate=round(float(rng.uniform(*config.speed_range)), 3))
+
+
+def engine_for(backend: str, config: TTSConfig) -> Any:
+    if backend == "espeak":
+        return EspeakEngine(timeout_s=config.timeout_s)
+    if backend == "piper":
+        from align_data.stages.tts.piper import PiperEngine
+
+        return PiperEngine()
+    from align_data.stages.tts.hibari import HibariEngine
+
+    return HibariEngine()
 
 
 class TTSStage(Stage):
@@ -39,22 +55,47 @@ class TTSStage(Stage):
     def __init__(self, config: TTSConfig, seed: int):
         self.config = config
         self.seed = seed
-        self.engine: EspeakEngine | None = None
+        self.engines: dict[str, Any] = {}
+
+    @property
+    def engine(self) -> Any:
+        """The espeak engine (kept for callers that use one engine)."""
+        return self.engines.get("espeak")
+
+    @engine.setter
+    def engine(self, value: Any) -> None:
+        self.engines["espeak"] = value
 
     def setup(self) -> None:
-        self.engine = EspeakEngine(timeout_s=self.config.timeout_s)
-        self.engine.check()
+        """Check and load every backend the pool uses, once per worker."""
+        for backend in sorted({v.backend for v in self.config.voices}):
+            if backend in self.engines:
+                continue
+            engine = engine_for(backend, self.config)
+            engine.check()
+            if hasattr(engine, "load"):
+                engine.load()
+            self.engines[backend] = engine
+
+    def _speak(self, text: str, voice: Voice, seed: int) -> tuple[np.ndarray, int]:
+        engine = self.engines[voice.backend]
+        if voice.backend == "espeak":
+            return engine.synthesize(text, voice.voice_id, int(voice.rate), int(voice.pitch), int(voice.volume))
+        if voice.backend == "piper":
+            return engine.synthesize(text, length_scale=1.0 / voice.rate)
+        return engine.synthesize(text, seed=seed, speed=voice.rate)
 
     def process(self, record: Record) -> Record:
-        if self.engine is None:
+        if any(v.backend not in self.engines for v in self.config.voices):
             self.setup()
-        voice = sample_voice(self.config, rng_for(self.seed, record.shard_id, record.id, self.name))
+        rng = rng_for(self.seed, record.shard_id, record.id, self.name)
+        voice = sample_voice(self.config, rng)
+        seed = int(rng.integers(2**31))
         clips = []
         for segment in record.segments:
             if segment.modality != "speech":
                 continue
-            samples, rate = self.engine.synthesize(segment.text, voice.voice_id, int(voice.rate),
-                                                   int(voice.pitch), int(voice.volume))
+            samples, rate = self._speak(segment.text, voice, seed)
             audio = to_mono_16k(samples, rate, self.config.sample_rate)
             if audio.size == 0 or float(np.max(np.abs(audio))) < MIN_PEAK:
                 raise RecordError("tts_silent", f"no audible speech for {segment.text[:60]!r}")
