@@ -37,10 +37,15 @@ demo: setup  ## build the demo corpus, inspect and validate it, train a few adap
 	$(BIN)/align-data train $(DEMO_OUT) --out $(DEMO_OUT)/adapter --steps 6 --overwrite
 	$(BIN)/align-data eval $(DEMO_OUT) --ckpt $(DEMO_OUT)/adapter --max-examples 8
 
-test: setup  ## the whole test suite, slow real-model tests included
+$(VENV)/.installed-tts: $(VENV)/.installed
+	# the optional neural TTS backends, so their tests run too (piper is GPL-3.0: test env only)
+	$(PY) -m pip install -q -e ".[cpu,test,piper,hibari]"
+	touch $@
+
+test: setup $(VENV)/.installed-tts  ## the whole test suite, slow real-model tests included
 	$(BIN)/pytest -q tests
 
-test-fast: $(VENV)/.installed  ## unit tests only (no real models)
+test-fast: $(VENV)/.installed $(VENV)/.installed-tts  ## unit tests only (no real models)
 	$(BIN)/pytest -q -m "not slow" tests
 
 bench: setup  ## benchmarks under benchmarks/ (print ratios against a baseline in the same run)

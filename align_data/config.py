@@ -60,12 +60,16 @@ class InterleaveConfig(_Model):
     max_span_words: int = Field(12, ge=1, description="Longest speech span in interleaved rows, in words.")
 
 
+# Voices shipped in PyPI packages; other ids would need a download, which fails offline.
+OFFLINE_VOICES: dict[str, set[str]] = {"piper": {"en_US-joe-medium"}, "hibari": {"heart"}}
+
+
 class VoiceSpec(_Model):
     """One voice of the pool with the attributes that are known about it."""
 
     backend: Literal["espeak", "piper", "hibari"] = Field(
         "espeak", description="Engine: espeak (Debian espeak-ng), piper (extra [piper]), hibari (extra [hibari]).")
-    id: str = Field(description="Voice name in its backend: espeak-ng 'en-us+f2', piper 'joe-us', hibari 'heart'.")
+    id: str = Field(description="Voice name in its backend: espeak-ng 'en-us+f2', piper 'en_US-joe-medium', hibari 'heart'.")
     gender: Literal["female", "male", "unknown"] = Field(description="Perceived gender of the voice.")
     accent: str = Field(description="Accent name used in descriptions, e.g. 'American'.")
     language: str = Field("en", description="BCP-47-ish language code.")
@@ -90,6 +94,17 @@ class TTSConfig(_Model):
     pitch_range: tuple[int, int] = Field((25, 75), description="espeak-ng pitch 0-99 (-p), sampled.")
     volume_range: tuple[int, int] = Field((70, 140), description="espeak-ng amplitude 0-200 (-a), sampled.")
     timeout_s: float = Field(30.0, gt=0, description="Kill the engine after this many seconds on one text.")
+
+    @model_validator(mode="after")
+    def _offline_voices(self) -> "TTSConfig":
+        if not self.voices:
+            raise ValueError("tts.voices is empty: add at least one voice")
+        for v in self.voices:
+            known = OFFLINE_VOICES.get(v.backend)
+            if known is not None and v.id not in known:
+                raise ValueError(f"tts.voices: {v.backend} voice {v.id!r} is not available offline "
+                                 f"(available: {', '.join(sorted(known))})")
+        return self
 
 
 class AcousticsConfig(_Model):

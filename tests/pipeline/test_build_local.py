@@ -201,3 +201,18 @@ def test_noise_and_reverb_reach_the_rows_and_descriptions(tmp_path, corpus_file)
         assert p["c50_db"] == a["c50_db"] is not None
         assert "SNR: " in row["description"] and "C50: " in row["description"]
     assert validate_build(tmp_path / "o") == []
+
+
+def test_mixed_voice_config_builds_with_every_backend(tmp_path):
+    pytest.importorskip("piper")
+    pytest.importorskip("hibari")
+    from align_data.config import load_build_config
+    from align_data.pipeline.summary import expected_voice_shares
+
+    cfg = load_build_config("configs/mixed_voices.toml", ["runner.kind=local",
+                                                          "interleave.task_weights={ interleaved = 1.0 }"])
+    summary = build(cfg, tmp_path / "o", limit=3)
+    m = summary.manifest
+    assert {k.split(":")[0] for k in m["voices"]} == {"espeak", "piper", "hibari"}
+    assert expected_voice_shares(tmp_path / "o")["backends"] == {"espeak": 1 / 3, "piper": 1 / 3, "hibari": 1 / 3}
+    assert validate_build(tmp_path / "o") == []

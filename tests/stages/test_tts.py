@@ -68,3 +68,40 @@ def test_missing_binary_is_a_clear_error():
 
     with pytest.raises(AlignDataError, match="apt-get install espeak-ng"):
         EspeakEngine(binary="espeak-ng-not-here").check()
+
+
+def test_mixed_backend_pool_records_what_was_used():
+    pytest.importorskip("piper")
+    pytest.importorskip("hibari")
+    from align_data.config import VoiceSpec
+
+    cfg = TTSConfig(voices=[
+        VoiceSpec(backend="espeak", id="en-us+f2", gender="female", accent="American", weight=1),
+        VoiceSpec(backend="piper", id="en_US-joe-medium", gender="male", accent="American", weight=1),
+        VoiceSpec(backend="hibari", id="heart", gender="female", accent="American", weight=1),
+    ])
+    stage = TTSStage(cfg, seed=0)
+    stage.setup()
+    records = [_spoken(f"Voice number {i} reads this sentence aloud.", f"r-{i}") for i in range(12)]
+    out = stage(records)
+    backends = {r.voice.backend for r in out}
+    assert all(r.live for r in out) and backends == {"espeak", "piper", "hibari"}
+    for r in out:
+        samples, rate = decode_audio(r.audio[0].flac)
+        assert rate == 16000 and samples.size / rate > 1.0
+        if r.voice.backend == "espeak":
+            assert r.voice.pitch is not None
+        else:  # neural voices: only the speed is controlled, pitch/volume are not claimed
+            assert r.voice.pitch is None and r.voice.volume is None
+            assert cfg.speed_range[0] <= r.voice.rate <= cfg.speed_range[1]
+    again = TTSStage(cfg, seed=0)(records)
+    assert [r.audio for r in again] == [r.audio for r in out]  # every backend is deterministic here
+
+
+def test_offline_voice_ids_are_checked():
+    from pydantic import ValidationError
+
+    from align_data.config import VoiceSpec
+
+    with pytest.raises(ValidationError, match="not available offline"):
+        TTSConfig(voices=[VoiceSpec(backend="hibari", id="bella", gender="female", accent="American")])

@@ -39,6 +39,7 @@ class HibariEngine:
         from hibari import Hibari
 
         self._tts = Hibari(voice=VOICE, threads=self.threads)
+        self._tts.g2p  # noqa: B018 - hibari loads its lexicons on first use; load them here, not in record one
 
     @property
     def sample_rate(self) -> int:

