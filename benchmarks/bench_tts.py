@@ -1,0 +1,81 @@
+"""TTS per backend: real-time factor, stage throughput vs the raw engine on the same texts, peak RSS.
+
+Each backend runs in its own process (so peak RSS is its own). Prints one line per backend with
+    RTF = compute seconds / audio seconds, and stage/raw = texts/s of the TTS stage ÷ texts/s of the engine.
+    .venv/bin/python benchmarks/bench_tts.py [--texts 12]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+VOICES = {"espeak": ("en-us+f2", "female"), "piper": ("en_US-joe-medium", "male"), "hibari": ("heart", "female")}
+
+
+def _texts(n: int) -> list[str]:
+    lines = [l for l in (ROOT / "examples/demo_corpus.txt").read_text().splitlines() if len(l.split()) > 8]
+    return lines[:n]
+
+
+def run_one(backend: str, n: int) -> dict:
+    from align_data.config import InterleaveConfig, TTSConfig, VoiceSpec
+    from align_data.schemas import Record, SourceRef
+    from align_data.stages.interleave import InterleaveStage
+    from align_data.stages.tts import TTSStage
+    from align_data.stages.tts.stage import sample_voice
+    from align_data.stages.base import rng_for
+
+    voice_id, gender = VOICES[backend]
+    cfg = TTSConfig(voices=[VoiceSpec(backend=backend, id=voice_id, gender=gender, accent="American")],
+                    speed_range=(1.0, 1.0))
+    stage = TTSStage(cfg, seed=0)
+    stage.setup()
+    texts = _texts(n)
+    records = InterleaveStage(InterleaveConfig(task_weights={"continuation": 1.0}), 0)(
+        [Record(id=f"b-{i}", shard_id=0, source=SourceRef("b", str(i), 0), text=t) for i, t in enumerate(texts)])
+    stage(records[:1])  # warm-up
+    engine = stage.engines[backend]
+    t0 = time.perf_counter()
+    audio_s = 0.0
+    for r in records:  # the raw engine, called directly with the same voice settings
+        voice = sample_voice(cfg, rng_for(0, r.shard_id, r.id, "tts"))
+        samples, rate = stage._speak(r.text, voice, 0)
+        audio_s += samples.size / rate
+    raw = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    out = stage(records)
+    staged = time.perf_counter() - t0
+    assert all(r.live for r in out), [r.error for r in out if not r.live]
+    return {"backend": backend, "texts": len(texts), "audio_s": audio_s, "raw_s": raw, "stage_s": staged,
+            "rtf": raw / audio_s, "stage_over_raw": raw / staged,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--texts", type=int, default=12)
+    parser.add_argument("--backend", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.backend:
+        print(json.dumps(run_one(args.backend, args.texts)))
+        return
+    for backend in VOICES:
+        proc = subprocess.run([sys.executable, __file__, "--backend", backend, "--texts", str(args.texts)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(f"{backend:7s}: skipped ({proc.stderr.strip().splitlines()[-1] if proc.stderr else 'failed'})")
+            continue
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        print(f"{backend:7s}: {r['texts']} texts, {r['audio_s']:.1f}s audio, RTF {r['rtf']:.3f}, "
+              f"stage/raw throughput {r['stage_over_raw']:.2f}, peak RSS {r['peak_rss_mb']:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
