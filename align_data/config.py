@@ -60,6 +60,22 @@ class InterleaveConfig(_Model):
     max_span_words: int = Field(12, ge=1, description="Longest speech span in interleaved rows, in words.")
 
 
+# Default espeak-ng pool: (voice+variant, gender, accent, language). Variants +m*/+f* set the voice's gender.
+ESPEAK_POOL = [
+    ("en-us+m3", "male", "American", "en-us"),
+    ("en-us+f2", "female", "American", "en-us"),
+    ("en-us-nyc+m2", "male", "New York", "en-us"),
+    ("en-us+f4", "female", "American", "en-us"),
+    ("en+m1", "male", "British", "en-gb"),
+    ("en+f3", "female", "British", "en-gb"),
+    ("en-gb-x-rp+f2", "female", "British (RP)", "en-gb"),
+    ("en-gb-scotland+m2", "male", "Scottish", "en-gb"),
+    ("en-gb-x-gbclan+m3", "male", "Northern English", "en-gb"),
+    ("en-gb-x-gbcwmd+f1", "female", "West Midlands", "en-gb"),
+    ("en-029+f4", "female", "Caribbean", "en"),
+    ("en-029+m4", "male", "Caribbean", "en"),
+]
+
 # Voices shipped in PyPI packages; other ids would need a download, which fails offline.
 OFFLINE_VOICES: dict[str, set[str]] = {"piper": {"en_US-joe-medium"}, "hibari": {"heart"}}
 
@@ -81,13 +97,8 @@ class TTSConfig(_Model):
 
     sample_rate: int = Field(16000, description="Output sample rate (Hz); audio is stored mono FLAC.")
     voices: list[VoiceSpec] = Field(default_factory=lambda: [
-        VoiceSpec(id="en-us+m3", gender="male", accent="American", language="en-us"),
-        VoiceSpec(id="en-us+f2", gender="female", accent="American", language="en-us"),
-        VoiceSpec(id="en+m1", gender="male", accent="British", language="en-gb"),
-        VoiceSpec(id="en+f3", gender="female", accent="British", language="en-gb"),
-        VoiceSpec(id="en-gb-scotland+m2", gender="male", accent="Scottish", language="en-gb"),
-        VoiceSpec(id="en-029+f4", gender="female", accent="Caribbean", language="en"),
-    ], description="Voice pool; each record samples one voice by weight.")
+        VoiceSpec(id=v, gender=g, accent=a, language=lang) for v, g, a, lang in ESPEAK_POOL
+], description="Voice pool; each record samples one voice by weight.")
     rate_range: tuple[int, int] = Field((140, 200), description="espeak-ng words per minute (-s), sampled.")
     speed_range: tuple[float, float] = Field(
         (0.85, 1.15), description="Speaking-speed factor for neural voices (piper: 1/length_scale; hibari: speed).")

@@ -105,3 +105,22 @@ def test_offline_voice_ids_are_checked():
 
     with pytest.raises(ValidationError, match="not available offline"):
         TTSConfig(voices=[VoiceSpec(backend="hibari", id="bella", gender="female", accent="American")])
+
+
+def test_default_espeak_pool_speaks_and_genders_are_truthful():
+    """Every default voice speaks; at the same pitch setting, female variants measure higher f0 than male."""
+    from align_data.config import ParalinguisticsConfig
+    from align_data.stages.paralinguistics.stage import measure
+    from align_data.stages.tts.audio import to_mono_16k
+
+    engine = EspeakEngine()
+    f0 = {"female": [], "male": []}
+    for spec in TTSConfig().voices:
+        samples, rate = engine.synthesize("The garden looks lovely after the rain.", spec.id, 170, 50, 100)
+        audio = to_mono_16k(samples, rate)
+        para = measure(audio, 16000, 7, ParalinguisticsConfig(), spec.gender)
+        assert audio.size > 16000 and para.f0_mean_hz is not None, spec.id
+        f0[spec.gender].append(para.f0_mean_hz)
+    assert len(TTSConfig().voices) >= 10
+    assert min(f0["female"]) > max(f0["male"]) * 0.9
+    assert np.mean(f0["female"]) > np.mean(f0["male"]) * 1.3

@@ -55,14 +55,13 @@ def measure(samples: np.ndarray, rate: int, n_words: int, cfg: ParalinguisticsCo
     f0_mean = float(np.mean(voiced)) if voiced.size else None
     f0_std = float(np.std(voiced)) if voiced.size else None
     wps = n_words / duration if duration > 0 else 0.0
-    ref = reference_levels()
-    pitch_ref = ref["pitch"].get(gender, ref["pitch"]["unknown"])
+    ref = {k: v.get(gender, v["unknown"]) for k, v in reference_levels().items()}
     return Paralinguistics(
         duration_s=round(duration, 4),
         speech_rate_wps=round(wps, 4),
         f0_mean_hz=None if f0_mean is None else round(f0_mean, 2),
         f0_std_hz=None if f0_std is None else round(f0_std, 2),
-        pitch_level=level(f0_mean, pitch_ref["low"], pitch_ref["high"]),
+        pitch_level=level(f0_mean, ref["pitch"]["low"], ref["pitch"]["high"]),
         rms_dbfs=round(rms_dbfs, 2),
         volume_level=level(rms_dbfs, ref["volume"]["low"], ref["volume"]["high"]),
         speed_level=level(wps, ref["speed"]["low"], ref["speed"]["high"]),
