@@ -105,6 +105,7 @@ class TTSConfig(_Model):
     pitch_range: tuple[int, int] = Field((25, 75), description="espeak-ng pitch 0-99 (-p), sampled.")
     volume_range: tuple[int, int] = Field((70, 140), description="espeak-ng amplitude 0-200 (-a), sampled.")
     timeout_s: float = Field(30.0, gt=0, description="Kill the engine after this many seconds on one text.")
+    isolate_engines: bool = Field(True, description="Run piper/hibari in a child process so a hang can be killed.")
 
     @model_validator(mode="after")
     def _offline_voices(self) -> "TTSConfig":

@@ -33,16 +33,24 @@ def sample_voice(config: TTSConfig, rng: np.random.Generator) -> Voice:
     return Voice(**base, rate=round(float(rng.uniform(*config.speed_range)), 3))
 
 
+NEURAL_ENGINES = {"piper": "align_data.stages.tts.piper:PiperEngine",
+                  "hibari": "align_data.stages.tts.hibari:HibariEngine"}
+
+
 def engine_for(backend: str, config: TTSConfig) -> Any:
+    """The engine of a backend: espeak runs a killable process per text; neural engines run in a child
+    process (``tts.isolate_engines``) so a hang or crash costs one row, not the worker."""
     if backend == "espeak":
         return EspeakEngine(timeout_s=config.timeout_s)
-    if backend == "piper":
-        from align_data.stages.tts.piper import PiperEngine
+    factory = NEURAL_ENGINES[backend]
+    if config.isolate_engines:
+        from align_data.stages.tts.isolated import IsolatedEngine
 
-        return PiperEngine()
-    from align_data.stages.tts.hibari import HibariEngine
+        return IsolatedEngine(factory, config.timeout_s)
+    module, name = factory.split(":")
+    import importlib
 
-    return HibariEngine()
+    return getattr(importlib.import_module(module), name)()
 
 
 class TTSStage(Stage):
