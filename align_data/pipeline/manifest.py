@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from pathlib import Path
 
 from align_data import __version__
@@ -43,23 +44,15 @@ def write_manifest(out_dir: Path, config_hash: str, planned: list[dict], sidecar
                    failed: dict[int, str]) -> dict:
     """Sum the sidecars, record the plan and any failed shards, write ``manifest.json`` atomically."""
     stages: dict[str, StageCounts] = {}
-    tasks: dict[str, int] = {}
-    voices: dict[str, int] = {}
-    splits: dict[str, int] = {}
-    genders: dict[str, int] = {}
-    for sc in sidecars:
-        for k, v in sc.splits.items():
-            splits[k] = splits.get(k, 0) + v
-        for k, v in sc.genders.items():
-            genders[k] = genders.get(k, 0) + v
-        for name, counts in sc.stages.items():
-            stages.setdefault(name, StageCounts()).merge(counts)
-        for k, v in sc.tasks.items():
-            tasks[k] = tasks.get(k, 0) + v
-        for k, v in sc.voices.items():
-            voices[k] = voices.get(k, 0) + v
+    tasks, voices, splits, genders = Counter(), Counter(), Counter(), Counter()
     seconds: dict[str, float] = {}
     for sc in sidecars:
+        for name, counts in sc.stages.items():
+            stages.setdefault(name, StageCounts()).merge(counts)
+        tasks.update(sc.tasks)
+        voices.update(sc.voices)
+        splits.update(sc.splits)
+        genders.update(sc.genders)
         for k, v in sc.seconds.items():
             seconds[k] = round(seconds.get(k, 0.0) + v, 3)
     manifest = {

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import tarfile
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator
@@ -108,18 +109,11 @@ def write_shard(out_dir: Path, result: ShardResult, config_hash: str) -> ShardSi
     for rel in files:
         path = out_dir / rel
         files[rel] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
-    tasks: dict[str, int] = {}
-    voices: dict[str, int] = {}
-    splits: dict[str, int] = {}
-    genders: dict[str, int] = {}
-    for r in rows:
-        tasks[r.task] = tasks.get(r.task, 0) + 1
-        splits[r.split] = splits.get(r.split, 0) + 1
-        if r.voice is not None:
-            genders[r.voice.gender] = genders.get(r.voice.gender, 0) + 1
-        if r.voice is not None:
-            key = f"{r.voice.backend}:{r.voice.voice_id}"
-            voices[key] = voices.get(key, 0) + 1
+    tasks = Counter(r.task for r in rows)
+    splits = Counter(r.split for r in rows)
+    voiced = [r.voice for r in rows if r.voice is not None]
+    genders = Counter(v.gender for v in voiced)
+    voices = Counter(f"{v.backend}:{v.voice_id}" for v in voiced)
     sidecar = ShardSidecar(
         shard_id=result.spec.shard_id, schema_version=SCHEMA_VERSION, config_hash=config_hash,
         input_docs=result.spec.num_docs, candidates=len(result.records), rows=len(rows),

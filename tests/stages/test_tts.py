@@ -42,14 +42,14 @@ def test_deterministic_bytes():
 
 def test_engine_failure_and_timeout_become_error_records(monkeypatch):
     stage = TTSStage(TTSConfig(), seed=0)
-    stage.engine = EspeakEngine(binary="false")  # exits 1, writes nothing
+    stage.engines["espeak"] = EspeakEngine(binary="false")  # exits 1, writes nothing
     out = stage([_spoken("Hello there my friend.")])[0]
     assert out.error.kind == "tts_engine_failed" and out.error.stage == "tts"
 
     def hang(*args, **kwargs):
         raise subprocess.TimeoutExpired(args[0], kwargs.get("timeout"))
 
-    stage.engine = EspeakEngine()
+    stage.engines["espeak"] = EspeakEngine()
     monkeypatch.setattr(subprocess, "run", hang)
     out = stage([_spoken("Hello there my friend.", "r-2")])[0]
     assert out.error.kind == "tts_timeout"
@@ -58,7 +58,7 @@ def test_engine_failure_and_timeout_become_error_records(monkeypatch):
 def test_silent_output_is_an_error(monkeypatch):
     stage = TTSStage(TTSConfig(), seed=0)
     stage.setup()
-    monkeypatch.setattr(stage.engine, "synthesize", lambda *a, **k: (np.zeros(16000, np.float32), 16000))
+    monkeypatch.setattr(stage.engines["espeak"], "synthesize", lambda *a, **k: (np.zeros(16000, np.float32), 16000))
     out = stage([_spoken("Nothing audible here.")])[0]
     assert out.error.kind == "tts_silent"
 

@@ -75,7 +75,8 @@ def trim_silence(x: np.ndarray, rate: int, top_db: float) -> tuple[np.ndarray, i
     n_frames = x.size // frame
     if n_frames == 0:
         return x, 0, 0
-    energy = np.array([power(x[i * frame:(i + 1) * frame]) for i in range(n_frames)])
+    frames = x[: n_frames * frame].astype(np.float64).reshape(n_frames, frame)
+    energy = np.mean(np.square(frames), axis=1)
     loud = np.flatnonzero(10 * np.log10(energy + EPS) > 10 * np.log10(energy.max() + EPS) - top_db)
     if loud.size == 0:
         return x, 0, 0

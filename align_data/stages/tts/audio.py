@@ -7,6 +7,23 @@ import io
 import numpy as np
 
 TARGET_RATE = 16000
+SILENT_PEAK = 1e-3  # quieter than this is silence: the engine produced nothing speakable
+MAX_PEAK = 0.95  # raw neural-model output above this is scaled down instead of clipped
+
+
+def checked_engine_audio(audio: np.ndarray, engine: str, text: str,
+                         max_peak: float | None = MAX_PEAK) -> np.ndarray:
+    """An engine's raw output, refused when non-finite or silent, scaled down when it peaks over ``max_peak``."""
+    from align_data.stages.base import RecordError
+
+    peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+    if not np.isfinite(peak):
+        raise RecordError("tts_bad_audio", f"{engine} produced non-finite samples")
+    if peak < SILENT_PEAK:
+        raise RecordError("tts_silent", f"{engine} produced no audible speech for {text[:80]!r}")
+    if max_peak is not None and peak > max_peak:
+        audio = audio * (max_peak / peak)
+    return audio
 
 
 def to_mono_16k(samples: np.ndarray, rate: int, target: int = TARGET_RATE) -> np.ndarray:

@@ -9,11 +9,10 @@ import numpy as np
 
 from align_data.errors import AlignDataError
 from align_data.stages.base import RecordError
+from align_data.stages.tts.audio import checked_engine_audio
 
 INSTALL_HINT = 'install the optional coqui extra: pip install "align-data[coqui]"'
 BUILD_HINT = "with CPU torch, a CPU torchaudio from https://download.pytorch.org/whl/cpu matching it"
-SILENT_PEAK = 1e-3  # below this the output is treated as silence
-MAX_PEAK = 0.95  # raw model output above this is scaled down instead of clipped
 UNKNOWN = "unknown"  # coqui configs carry no gender or accent for their speakers
 TINY_SAMPLE_RATE = 22050  # the rate of coqui's released VITS models
 
@@ -139,14 +138,7 @@ class CoquiEngine:
         audio = np.asarray(wav, dtype=np.float32)
         if audio.size > PAD_SILENCE_SAMPLES and not audio[-PAD_SILENCE_SAMPLES:].any():
             audio = audio[:-PAD_SILENCE_SAMPLES]  # coqui pads every sentence, the last one too
-        peak = float(np.max(np.abs(audio))) if audio.size else 0.0
-        if not np.isfinite(peak):
-            raise RecordError("tts_bad_audio", "coqui produced non-finite samples")
-        if peak < SILENT_PEAK:
-            raise RecordError("tts_silent", f"coqui produced no audible speech for {text[:80]!r}")
-        if peak > MAX_PEAK:
-            audio *= MAX_PEAK / peak
-        return audio, self.sample_rate
+        return checked_engine_audio(audio, "coqui", text), self.sample_rate
 
 
 def build_tiny_vits(out_dir: Path, speakers: list[str] | None = None, seed: int = 0) -> tuple[Path, Path]:

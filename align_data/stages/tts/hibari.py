@@ -6,10 +6,10 @@ import numpy as np
 
 from align_data.errors import AlignDataError
 from align_data.stages.base import RecordError
+from align_data.stages.tts.audio import checked_engine_audio
 
 INSTALL_HINT = 'install the optional hibari extra: pip install "align-data[hibari]"'
 VOICE = "heart"  # the one voice inside the package; hibari fetches the others from the network
-SILENT_PEAK = 1e-3  # below this the output is treated as silence
 MIN_SPEED, MAX_SPEED = 0.5, 2.0  # the range hibari documents for ``speed``
 
 
@@ -64,9 +64,4 @@ class HibariEngine:
             raise RecordError("tts_bad_params", f"hibari speed {speed} is outside [{MIN_SPEED}, {MAX_SPEED}]")
         self.load()
         audio = np.asarray(self._tts(text, speed=1.0 if speed is None else speed, seed=seed), dtype=np.float32)
-        peak = float(np.max(np.abs(audio))) if audio.size else 0.0
-        if not np.isfinite(peak):
-            raise RecordError("tts_bad_audio", "hibari produced non-finite samples")
-        if peak < SILENT_PEAK:
-            raise RecordError("tts_silent", f"hibari produced no audible speech for {text[:80]!r}")
-        return audio, self.sample_rate
+        return checked_engine_audio(audio, "hibari", text, max_peak=None), self.sample_rate

@@ -9,11 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from align_data.errors import AlignDataError
-from align_data.stages.base import RecordError
+from align_data.stages.tts.audio import checked_engine_audio
 
 INSTALL_HINT = 'install the optional Piper extra: pip install "align-data[piper]"'
-SILENT_PEAK = 1e-3  # below this the output is treated as silence
-MAX_PEAK = 0.95  # raw model output above this is scaled down instead of clipped
 _ACCENTS = {"US": "American", "GB": "British", "AU": "Australian", "IN": "Indian"}
 _BUNDLED_GENDER = "male"  # Piper configs carry no gender; the joe-us voice package is a US male
 
@@ -154,11 +152,4 @@ class PiperEngine:
         parts = [np.asarray(voice.phoneme_ids_to_audio(voice.phonemes_to_ids(ph), cfg), dtype=np.float32)
                  for ph in voice.phonemize(spell_numbers(text)) if ph]
         audio = np.concatenate(parts) if parts else np.zeros(0, np.float32)
-        peak = float(np.max(np.abs(audio))) if audio.size else 0.0
-        if not np.isfinite(peak):
-            raise RecordError("tts_bad_audio", "piper produced non-finite samples")
-        if peak < SILENT_PEAK:
-            raise RecordError("tts_silent", f"piper produced no audible speech for {text[:80]!r}")
-        if peak > MAX_PEAK:
-            audio *= MAX_PEAK / peak
-        return audio, voice.config.sample_rate
+        return checked_engine_audio(audio, "piper", text), voice.config.sample_rate

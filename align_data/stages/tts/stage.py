@@ -10,10 +10,8 @@ import numpy as np
 from align_data.config import TTSConfig
 from align_data.schemas import AudioClip, Record, Voice
 from align_data.stages.base import RecordError, Stage, rng_for
-from align_data.stages.tts.audio import encode_flac, to_mono_16k
+from align_data.stages.tts.audio import SILENT_PEAK, encode_flac, to_mono_16k
 from align_data.stages.tts.espeak import EspeakEngine
-
-MIN_PEAK = 1e-3  # quieter than this is silence: the engine produced nothing speakable
 
 
 def sample_voice(config: TTSConfig, rng: np.random.Generator) -> Voice:
@@ -65,15 +63,6 @@ class TTSStage(Stage):
         self.seed = seed
         self.engines: dict[str, Any] = {}
 
-    @property
-    def engine(self) -> Any:
-        """The espeak engine (kept for callers that use one engine)."""
-        return self.engines.get("espeak")
-
-    @engine.setter
-    def engine(self, value: Any) -> None:
-        self.engines["espeak"] = value
-
     def setup(self) -> None:
         """Check and load every backend the pool uses, once per worker."""
         for backend in sorted({v.backend for v in self.config.voices}):
@@ -106,7 +95,7 @@ class TTSStage(Stage):
                 continue
             samples, rate = self._speak(segment.text, voice, seed)
             audio = to_mono_16k(samples, rate, self.config.sample_rate)
-            if audio.size == 0 or float(np.max(np.abs(audio))) < MIN_PEAK:
+            if audio.size == 0 or float(np.max(np.abs(audio))) < SILENT_PEAK:
                 raise RecordError("tts_silent", f"no audible speech for {segment.text[:60]!r}")
             clips.append(AudioClip(flac=encode_flac(audio, self.config.sample_rate),
                                    sample_rate=self.config.sample_rate, num_samples=int(audio.size)))
