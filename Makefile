@@ -9,13 +9,13 @@ export TOKENIZERS_PARALLELISM ?= false
 
 .PHONY: setup system-deps demo test test-fast bench clean
 
-system-deps:  ## espeak-ng (TTS engine) from the system package manager
-	@if command -v espeak-ng >/dev/null 2>&1; then :; \
+system-deps:  ## espeak-ng (TTS engine) and FFmpeg (audio IO of the coqui extra) from the system package manager
+	@if command -v espeak-ng >/dev/null 2>&1 && command -v ffmpeg >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends espeak-ng ffmpeg; \
 	else \
-		echo "espeak-ng is missing: install it with 'sudo apt-get install espeak-ng' (Debian/Ubuntu)"; \
-		echo "or 'brew install espeak-ng' (macOS), then run make again."; exit 1; \
+		echo "espeak-ng or ffmpeg is missing: install them with 'sudo apt-get install espeak-ng ffmpeg' (Debian/Ubuntu)"; \
+		echo "or 'brew install espeak-ng ffmpeg' (macOS), then run make again."; exit 1; \
 	fi
 
 $(VENV)/.installed: pyproject.toml
@@ -39,7 +39,12 @@ demo: setup  ## build the demo corpus, inspect and validate it, train a few adap
 
 $(VENV)/.installed-tts: $(VENV)/.installed
 	# the optional neural TTS backends, so their tests run too (piper is GPL-3.0: test env only)
-	$(PY) -m pip install -q -e ".[cpu,test,piper,hibari]"
+	$(PY) -m pip install -q -e ".[cpu,test,piper,hibari,coqui]"
+	# coqui-tts imports torchaudio; PyPI has only CUDA builds of it, each pinned to another torch. Install it
+	# without dependencies and drop its CUDA-linked native libraries: torchaudio then runs pure-Python (as it
+	# does when packed without them), which covers what coqui's VITS inference uses (transforms.Resample).
+	$(PY) -m pip install -q --no-deps "torchaudio==2.11.0"
+	rm -f $(VENV)/lib/python*/site-packages/torchaudio/lib/*.so
 	touch $@
 
 test: setup $(VENV)/.installed-tts  ## the whole test suite, slow real-model tests included

@@ -83,6 +83,8 @@ def inspect(
 
 
 def _print_manifest(m: dict, expected: dict[str, dict[str, float]]) -> None:
+    from align_data.pipeline.summary import fold_wildcard_voices
+
     head = Table(title="build", show_header=False)
     for key in ("rows", "errors", "filtered", "candidates", "input_docs", "planned_docs",
                 "complete_shards", "planned_shards"):
@@ -94,7 +96,8 @@ def _print_manifest(m: dict, expected: dict[str, dict[str, float]]) -> None:
     backends: dict[str, int] = {}
     for key, n in m["voices"].items():
         backends[key.split(":", 1)[0]] = backends.get(key.split(":", 1)[0], 0) + n
-    groups = (("tasks", m["tasks"]), ("voices", m["voices"]), ("backends", backends),
+    voices = fold_wildcard_voices(m["voices"], expected.get("voices", {}))
+    groups = (("tasks", m["tasks"]), ("voices", voices), ("backends", backends),
               ("genders", m.get("genders", {})), ("splits", m.get("splits", {})))
     for title, counts in groups:
         table = Table(title=title)

@@ -83,13 +83,39 @@ OFFLINE_VOICES: dict[str, set[str]] = {"piper": {"en_US-joe-medium"}, "hibari": 
 class VoiceSpec(_Model):
     """One voice of the pool with the attributes that are known about it."""
 
-    backend: Literal["espeak", "piper", "hibari"] = Field(
-        "espeak", description="Engine: espeak (Debian espeak-ng), piper (extra [piper]), hibari (extra [hibari]).")
-    id: str = Field(description="Voice name in its backend: espeak-ng 'en-us+f2', piper 'en_US-joe-medium', hibari 'heart'.")
+    backend: Literal["espeak", "piper", "hibari", "coqui"] = Field(
+        "espeak", description="Engine: espeak (Debian espeak-ng), piper (extra [piper]), hibari (extra [hibari]), "
+                              "coqui (extra [coqui], the model in tts.coqui).")
+    id: str = Field(description="Voice name in its backend: espeak-ng 'en-us+f2', piper 'en_US-joe-medium', hibari "
+                                "'heart', coqui a speaker of the model (or the model folder's name for a single-speaker "
+                                "model); coqui '*' = every speaker of the model, sharing this entry's weight.")
     gender: Literal["female", "male", "unknown"] = Field(description="Perceived gender of the voice.")
     accent: str = Field(description="Accent name used in descriptions, e.g. 'American'.")
     language: str = Field("en", description="BCP-47-ish language code.")
     weight: float = Field(1.0, gt=0, description="Relative sampling weight in the pool.")
+
+
+class CoquiConfig(_Model):
+    """A coqui-tts model loaded from files the user downloaded once (nothing is fetched at run time)."""
+
+    model_path: str | None = Field(None, description="Checkpoint file (model.pth) or the folder holding it; "
+                                                      "relative paths are relative to the config file.")
+    config_path: str | None = Field(None, description="The model's config.json (default: beside model_path).")
+    language: str | None = Field(None, description="Language for multilingual models (XTTS: 'en', ...).")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto' = the GPU when torch sees one.")
+    vary_speed: bool = Field(True, description="Sample tts.speed_range (VITS length_scale); turn off for models "
+                                               "without speed control (XTTS, Tortoise, Bark).")
+
+    def files(self) -> tuple[str, str]:
+        """``(checkpoint, config.json)``: a folder model_path means its model.pth (or single .pth) and config."""
+        if self.model_path is None:
+            raise ValueError("tts.coqui.model_path is not set")
+        model = Path(self.model_path)
+        if model.is_dir():
+            pths = sorted(model.glob("*.pth"))
+            model = model / "model.pth" if (model / "model.pth").exists() or len(pths) != 1 else pths[0]
+        config = Path(self.config_path) if self.config_path else model.parent / "config.json"
+        return str(model), str(config)
 
 
 class TTSConfig(_Model):
@@ -105,7 +131,8 @@ class TTSConfig(_Model):
     pitch_range: tuple[int, int] = Field((25, 75), description="espeak-ng pitch 0-99 (-p), sampled.")
     volume_range: tuple[int, int] = Field((70, 140), description="espeak-ng amplitude 0-200 (-a), sampled.")
     timeout_s: float = Field(30.0, gt=0, description="Kill the engine after this many seconds on one text.")
-    isolate_engines: bool = Field(True, description="Run piper/hibari in a child process so a hang can be killed.")
+    isolate_engines: bool = Field(True, description="Run piper/hibari/coqui in a child process so a hang can be killed.")
+    coqui: CoquiConfig = Field(default_factory=CoquiConfig, description="The coqui-tts model behind 'coqui' voices.")
 
     @model_validator(mode="after")
     def _offline_voices(self) -> "TTSConfig":
@@ -116,6 +143,10 @@ class TTSConfig(_Model):
             if known is not None and v.id not in known:
                 raise ValueError(f"tts.voices: {v.backend} voice {v.id!r} is not available offline "
                                  f"(available: {', '.join(sorted(known))})")
+            if v.id == "*" and v.backend != "coqui":
+                raise ValueError(f"tts.voices: id '*' (every speaker) is only for coqui voices, not {v.backend}")
+        if any(v.backend == "coqui" for v in self.voices) and not self.coqui.model_path:
+            raise ValueError("tts.voices has coqui voices but tts.coqui.model_path is not set")
         return self
 
 
@@ -266,6 +297,10 @@ def load_build_config(path: str | Path, overrides: list[str] = ()) -> BuildConfi
             p = Path(src["path"])
             if not p.is_absolute() and (path.parent / p).exists():
                 src["path"] = str((path.parent / p).resolve())
+    coqui = data.get("tts", {}).get("coqui") if isinstance(data.get("tts"), dict) else None
+    for key in ("model_path", "config_path"):  # so are the coqui model's
+        if isinstance(coqui, dict) and isinstance(coqui.get(key), str) and not Path(coqui[key]).is_absolute():
+            coqui[key] = str((path.parent / coqui[key]).resolve())
     try:
         return BuildConfig.model_validate(data)
     except ValidationError as exc:

@@ -52,3 +52,29 @@ def test_missing_file_and_bad_toml(tmp_path):
 def test_set_without_equals():
     with pytest.raises(AlignDataError, match="KEY=VALUE"):
         apply_overrides({}, ["llm.model"])
+
+
+COQUI_VOICE = '[[tts.voices]]\nbackend = "coqui"\nid = "*"\ngender = "unknown"\naccent = "unknown"\n'
+
+
+def test_coqui_voice_needs_a_model(tmp_path):
+    with pytest.raises(AlignDataError, match="tts.coqui.model_path is not set"):
+        load_build_config(_write(tmp_path, BASE + COQUI_VOICE))
+
+
+def test_wildcard_voice_only_for_coqui(tmp_path):
+    text = BASE + '[[tts.voices]]\nid = "*"\ngender = "male"\naccent = "American"\n'
+    with pytest.raises(AlignDataError, match="only for coqui"):
+        load_build_config(_write(tmp_path, text))
+
+
+def test_coqui_model_paths_resolve_against_the_config_folder(tmp_path):
+    model = tmp_path / "models" / "vits"
+    model.mkdir(parents=True)
+    (model / "checkpoint_5000.pth").write_bytes(b"")
+    cfg = load_build_config(_write(tmp_path, BASE + COQUI_VOICE + '[tts.coqui]\nmodel_path = "models/vits"\n'))
+    assert cfg.tts.coqui.model_path == str(model)
+    # a folder with one checkpoint: that checkpoint and the config.json beside it
+    assert cfg.tts.coqui.files() == (str(model / "checkpoint_5000.pth"), str(model / "config.json"))
+    (model / "model.pth").write_bytes(b"")  # several: model.pth, as coqui's downloads name it
+    assert cfg.tts.coqui.files()[0] == str(model / "model.pth")

@@ -37,7 +37,9 @@ def shard_errors(out_dir: str | Path, shard_id: int, limit: int) -> list[dict]:
 
 
 def expected_voice_shares(out_dir: str | Path) -> dict[str, dict[str, float]]:
-    """The configured share of each voice, backend and gender (from the build's config.json weights)."""
+    """The configured share of each voice, backend and gender (from the build's config.json weights).
+
+    A coqui '*' entry (every speaker of the model) stays one key, ``coqui:*``; see ``fold_wildcard_voices``."""
     path = Path(out_dir) / "config.json"
     if not path.exists():
         return {}
@@ -49,3 +51,15 @@ def expected_voice_shares(out_dir: str | Path) -> dict[str, dict[str, float]]:
         for group, key in (("voices", f"{backend}:{v['id']}"), ("backends", backend), ("genders", v["gender"])):
             shares[group][key] = shares[group].get(key, 0.0) + v["weight"] / total
     return shares
+
+
+def fold_wildcard_voices(counts: dict[str, int], configured: dict[str, float]) -> dict[str, int]:
+    """Row counts per voice with the speakers behind a configured ``backend:*`` entry counted under it
+    (unless a speaker is also configured by name), so they compare with the configured shares."""
+    wildcards = {key.split(":", 1)[0] for key in configured if key.endswith(":*")}
+    folded: dict[str, int] = {}
+    for key, n in counts.items():
+        backend = key.split(":", 1)[0]
+        target = f"{backend}:*" if backend in wildcards and key not in configured else key
+        folded[target] = folded.get(target, 0) + n
+    return folded

@@ -124,3 +124,30 @@ def test_default_espeak_pool_speaks_and_genders_are_truthful():
     assert len(TTSConfig().voices) >= 10
     assert min(f0["female"]) > max(f0["male"]) * 0.9
     assert np.mean(f0["female"]) > np.mean(f0["male"]) * 1.3
+
+
+def test_expand_pool_splits_a_wildcard_over_the_speakers_and_checks_named_ones():
+    from align_data.config import VoiceSpec
+    from align_data.errors import AlignDataError
+    from align_data.stages.tts.stage import expand_pool
+
+    speakers = {"coqui": [{"id": name} for name in ("ana", "ben", "cleo", "dev")]}
+    espeak = VoiceSpec(id="en-us+f2", gender="female", accent="American", weight=2.0)
+    star = VoiceSpec(backend="coqui", id="*", gender="unknown", accent="unknown", weight=2.0)
+    pool = expand_pool([espeak, star], speakers)
+    assert [v.id for v in pool] == ["en-us+f2", "ana", "ben", "cleo", "dev"]
+    assert [v.weight for v in pool] == [2.0, 0.5, 0.5, 0.5, 0.5]  # the backend keeps its configured share
+    named = VoiceSpec(backend="coqui", id="ben", gender="male", accent="Irish")
+    assert expand_pool([named], speakers) == [named]
+    with pytest.raises(AlignDataError, match="'zoe' is not a speaker of the model.*ana, ben"):
+        expand_pool([named.model_copy(update={"id": "zoe"})], speakers)
+
+
+def test_coqui_without_vary_speed_records_no_rate():
+    from align_data.config import VoiceSpec
+    from align_data.stages.tts.stage import sample_voice
+
+    cfg = TTSConfig(voices=[VoiceSpec(backend="coqui", id="ana", gender="unknown", accent="unknown")],
+                    coqui={"model_path": "/m/model.pth", "vary_speed": False})
+    voice = sample_voice(cfg, np.random.default_rng(0))
+    assert voice.backend == "coqui" and voice.rate is None and voice.pitch is None

@@ -56,13 +56,16 @@ def measure(samples: np.ndarray, rate: int, n_words: int, cfg: ParalinguisticsCo
     f0_std = float(np.std(voiced)) if voiced.size else None
     wps = n_words / duration if duration > 0 else 0.0
     ref = {k: v.get(gender, v["unknown"]) for k, v in reference_levels().items()}
+    # levels come from the stored (rounded) values, so a reader recomputing them gets the same answer
+    f0_mean = None if f0_mean is None else round(f0_mean, 2)
+    rms_dbfs, wps = round(rms_dbfs, 2), round(wps, 4)
     return Paralinguistics(
         duration_s=round(duration, 4),
-        speech_rate_wps=round(wps, 4),
-        f0_mean_hz=None if f0_mean is None else round(f0_mean, 2),
+        speech_rate_wps=wps,
+        f0_mean_hz=f0_mean,
         f0_std_hz=None if f0_std is None else round(f0_std, 2),
         pitch_level=level(f0_mean, ref["pitch"]["low"], ref["pitch"]["high"]),
-        rms_dbfs=round(rms_dbfs, 2),
+        rms_dbfs=rms_dbfs,
         volume_level=level(rms_dbfs, ref["volume"]["low"], ref["volume"]["high"]),
         speed_level=level(wps, ref["speed"]["low"], ref["speed"]["high"]),
         snr_db=None,  # set by the caller from the acoustics stage, where noise was mixed in

@@ -12,7 +12,8 @@ from align_data.stages.base import RecordError
 from align_data.stages.tts.audio import checked_engine_audio
 
 INSTALL_HINT = 'install the optional coqui extra: pip install "align-data[coqui]"'
-BUILD_HINT = "with CPU torch, a CPU torchaudio from https://download.pytorch.org/whl/cpu matching it"
+BUILD_HINT = ("a torchaudio built for your torch (CPU torch: https://download.pytorch.org/whl/cpu), or run "
+              "`make .venv/.installed-tts`, which installs torchaudio without its native libraries")
 UNKNOWN = "unknown"  # coqui configs carry no gender or accent for their speakers
 TINY_SAMPLE_RATE = 22050  # the rate of coqui's released VITS models
 
@@ -20,7 +21,7 @@ TINY_SAMPLE_RATE = 22050  # the rate of coqui's released VITS models
 class CoquiEngine:
     """Synthesizes with a coqui-tts model loaded by path, as ``TTS(model_path=..., config_path=...)`` does."""
 
-    def __init__(self, model_path: str, config_path: str, device: str = "cpu", language: str | None = None):
+    def __init__(self, model_path: str, config_path: str, device: str = "auto", language: str | None = None):
         self.model_path = Path(model_path)
         self.config_path = Path(config_path)
         self.device = device
@@ -47,8 +48,11 @@ class CoquiEngine:
         if self._tts is not None:
             return
         self.check()
+        import torch
         from TTS.api import TTS
 
+        if self.device == "auto":
+            self.device = "cuda" if torch.cuda.is_available() else "cpu"
         try:
             tts = TTS(model_path=str(self.model_path), config_path=str(self.config_path), progress_bar=False)
         except (ValueError, KeyError, RuntimeError, OSError, json.JSONDecodeError) as exc:

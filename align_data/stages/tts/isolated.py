@@ -87,6 +87,9 @@ class IsolatedEngine:
         """Start the child and load the engine there (loading may take longer than one text)."""
         self._call("load", timeout=max(self.timeout_s, 300.0))
 
+    def voices(self) -> list[dict]:
+        return self._call("voices", timeout=max(self.timeout_s, 300.0))
+
     def synthesize(self, *args: Any, **kwargs: Any) -> Any:
         return self._call("synthesize", *args, timeout=self.timeout_s, **kwargs)
 

@@ -7,20 +7,23 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from align_data.config import TTSConfig
+from align_data.config import TTSConfig, VoiceSpec
+from align_data.errors import AlignDataError
 from align_data.schemas import AudioClip, Record, Voice
 from align_data.stages.base import RecordError, Stage, rng_for
 from align_data.stages.tts.audio import SILENT_PEAK, encode_flac, to_mono_16k
 from align_data.stages.tts.espeak import EspeakEngine
 
 
-def sample_voice(config: TTSConfig, rng: np.random.Generator) -> Voice:
-    """One voice from the weighted pool, with the prosody its backend controls drawn from the config ranges.
+def sample_voice(config: TTSConfig, rng: np.random.Generator, pool: list[VoiceSpec] | None = None) -> Voice:
+    """One voice from the weighted pool (default: ``config.voices``), with the prosody its backend controls
+    drawn from the config ranges.
 
-    espeak: rate = words per minute, pitch = 0-99, volume = amplitude 0-200; piper/hibari: rate = speed
-    factor, pitch and volume not controlled (None)."""
-    weights = np.array([v.weight for v in config.voices], dtype=float)
-    spec = config.voices[int(rng.choice(len(config.voices), p=weights / weights.sum()))]
+    espeak: rate = words per minute, pitch = 0-99, volume = amplitude 0-200; piper/hibari/coqui: rate = speed
+    factor, pitch and volume not controlled (None); coqui with ``vary_speed`` off: the model's own speed (None)."""
+    pool = pool or config.voices
+    weights = np.array([v.weight for v in pool], dtype=float)
+    spec = pool[int(rng.choice(len(pool), p=weights / weights.sum()))]
     base = dict(backend=spec.backend, voice_id=spec.id, gender=spec.gender, accent=spec.accent,
                 language=spec.language)
     if spec.backend == "espeak":
@@ -28,11 +31,41 @@ def sample_voice(config: TTSConfig, rng: np.random.Generator) -> Voice:
                      rate=float(rng.integers(config.rate_range[0], config.rate_range[1] + 1)),
                      pitch=float(rng.integers(config.pitch_range[0], config.pitch_range[1] + 1)),
                      volume=float(rng.integers(config.volume_range[0], config.volume_range[1] + 1)))
+    if spec.backend == "coqui" and not config.coqui.vary_speed:
+        return Voice(**base)
     return Voice(**base, rate=round(float(rng.uniform(*config.speed_range)), 3))
 
 
 NEURAL_ENGINES = {"piper": "align_data.stages.tts.piper:PiperEngine",
-                  "hibari": "align_data.stages.tts.hibari:HibariEngine"}
+                  "hibari": "align_data.stages.tts.hibari:HibariEngine",
+                  "coqui": "align_data.stages.tts.coqui:CoquiEngine"}
+
+
+def _engine_kwargs(backend: str, config: TTSConfig) -> dict[str, Any]:
+    if backend != "coqui":
+        return {}
+    model_path, config_path = config.coqui.files()
+    return dict(model_path=model_path, config_path=config_path, device=config.coqui.device,
+                language=config.coqui.language)
+
+
+def expand_pool(voices: list[VoiceSpec], speakers: dict[str, list[dict]]) -> list[VoiceSpec]:
+    """The pool with each coqui '*' entry replaced by one entry per speaker of the model (sharing its weight);
+    a named coqui voice must be a speaker of the model. ``speakers`` maps a backend to its ``voices()``."""
+    pool = []
+    for spec in voices:
+        if spec.backend not in speakers:
+            pool.append(spec)
+            continue
+        known = [v["id"] for v in speakers[spec.backend]]
+        if spec.id == "*":
+            pool += [spec.model_copy(update={"id": name, "weight": spec.weight / len(known)}) for name in known]
+        elif spec.id in known:
+            pool.append(spec)
+        else:
+            raise AlignDataError(f"tts.voices: {spec.backend} voice {spec.id!r} is not a speaker of the model "
+                                 f"(it has {len(known)}: {', '.join(known[:10])}{' ...' if len(known) > 10 else ''})")
+    return pool
 
 
 def engine_for(backend: str, config: TTSConfig) -> Any:
@@ -40,15 +73,15 @@ def engine_for(backend: str, config: TTSConfig) -> Any:
     process (``tts.isolate_engines``) so a hang or crash costs one row, not the worker."""
     if backend == "espeak":
         return EspeakEngine(timeout_s=config.timeout_s)
-    factory = NEURAL_ENGINES[backend]
+    factory, kwargs = NEURAL_ENGINES[backend], _engine_kwargs(backend, config)
     if config.isolate_engines:
         from align_data.stages.tts.isolated import IsolatedEngine
 
-        return IsolatedEngine(factory, config.timeout_s)
+        return IsolatedEngine(factory, config.timeout_s, **kwargs)
     module, name = factory.split(":")
     import importlib
 
-    return getattr(importlib.import_module(module), name)()
+    return getattr(importlib.import_module(module), name)(**kwargs)
 
 
 class TTSStage(Stage):
@@ -62,9 +95,10 @@ class TTSStage(Stage):
         self.config = config
         self.seed = seed
         self.engines: dict[str, Any] = {}
+        self.pool: list[VoiceSpec] = []
 
     def setup(self) -> None:
-        """Check and load every backend the pool uses, once per worker."""
+        """Check and load every backend the pool uses, once per worker; expand coqui's '*' into its speakers."""
         for backend in sorted({v.backend for v in self.config.voices}):
             if backend in self.engines:
                 continue
@@ -73,6 +107,8 @@ class TTSStage(Stage):
             if hasattr(engine, "load"):  # espeak runs a process per text; neural voices load once
                 engine.load()
             self.engines[backend] = engine
+        speakers = {"coqui": self.engines["coqui"].voices()} if "coqui" in self.engines else {}
+        self.pool = expand_pool(self.config.voices, speakers)
 
     def _speak(self, text: str, voice: Voice, seed: int) -> tuple[np.ndarray, int]:
         engine = self.engines[voice.backend]
@@ -81,13 +117,15 @@ class TTSStage(Stage):
         if voice.backend == "piper":
             # noise off: piper's noise draws are unseeded, and same config + seed must give the same bytes
             return engine.synthesize(text, length_scale=1.0 / voice.rate, noise_scale=0.0, noise_w=0.0)
+        if voice.backend == "coqui":
+            return engine.synthesize(text, speaker=voice.voice_id, speed=voice.rate, seed=seed)
         return engine.synthesize(text, seed=seed, speed=voice.rate)
 
     def process(self, record: Record) -> Record:
-        if any(v.backend not in self.engines for v in self.config.voices):
+        if not self.pool or any(v.backend not in self.engines for v in self.config.voices):
             self.setup()
         rng = rng_for(self.seed, record.shard_id, record.id, self.name)
-        voice = sample_voice(self.config, rng)
+        voice = sample_voice(self.config, rng, self.pool)
         seed = int(rng.integers(2**31))
         clips = []
         for segment in record.segments:
