@@ -8,6 +8,7 @@ from typing import Callable, ClassVar, Sequence
 
 import numpy as np
 
+from align_data.errors import ServiceUnavailable
 from align_data.schemas import ErrorInfo, Record
 
 
@@ -50,6 +51,8 @@ class Stage:
             return fn(record)
         except RecordError as exc:
             return fail(record, self.name, exc.kind, str(exc))
+        except ServiceUnavailable:
+            raise
         except Exception as exc:  # an engine bug on one input must not sink the shard: record it
             return fail(record, self.name, f"unexpected_{type(exc).__name__}", _describe(exc))
 
