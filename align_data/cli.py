@@ -226,6 +226,37 @@ def eval_(
 
 
 @app.command()
+def export(
+    build_dir: Path = typer.Argument(..., help="A finished build folder (the --out of `align-data build`)."),
+    format_: str = typer.Option(..., "--format", "-f", help="lhotse | nemo | blsp | hf"),
+    out: Path = typer.Option(..., "--out", "-o", help="Export folder (outside the build folder)."),
+    tasks: Optional[str] = typer.Option(None, help="Comma-separated tasks to export, e.g. continuation,description; "
+                                                   "default: every task in the build."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a previous export in OUT (a rerun with the "
+                                                              "same settings resumes without it)."),
+    absolute_paths: bool = typer.Option(False, "--absolute-paths", help="nemo/blsp: write absolute audio paths "
+                                                                        "(default: relative to OUT)."),
+) -> None:
+    """Export a build for another trainer: lhotse Shar, NeMo manifests, BLSP jsonl or an HF datasets folder."""
+    from align_data.export import export_corpus
+
+    try:
+        summary = export_corpus(build_dir, out, format_, None if tasks is None else tasks.split(","),
+                                overwrite=overwrite, absolute_paths=absolute_paths)
+    except AlignDataError as exc:
+        _fail(exc)
+    t = summary.totals
+    console.print(f"exported {build_dir} as {summary.format} to {out}: {t.rows_exported} of {t.rows_selected} rows "
+                  f"of tasks {','.join(summary.tasks)} as {t.items} items, {t.audio_seconds / 3600:.3f} h audio; "
+                  f"shards written {summary.shards_written}, already done {summary.shards_skipped}; "
+                  f"{summary.seconds:.1f}s", highlight=False)
+    if t.skipped:
+        reasons = ", ".join(f"{k}={v}" for k, v in sorted(t.skipped.items()))
+        err.print(f"[yellow]skipped {sum(t.skipped.values())} rows the format cannot carry[/yellow] ({reasons}); "
+                  f"listed in {out / 'skipped.jsonl'}", highlight=False)
+
+
+@app.command()
 def prepare() -> None:
     """Prepare the embedded models once (Gemma 3 270M and Whisper base as HF folders in the cache)."""
     from align_data.models.gemma import prepare_gemma
