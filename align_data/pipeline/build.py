@@ -11,6 +11,7 @@ from pathlib import Path
 
 from align_data.config import BuildConfig
 from align_data.errors import AlignDataError
+from align_data.pipeline.faults import crash_point
 from align_data.pipeline.manifest import load_sidecar, verify_shard, write_manifest
 from align_data.pipeline.plan import ShardSpec, plan_shards
 from align_data.pipeline.runners import run_local, run_ray
@@ -59,6 +60,17 @@ def prepare_out_dir(out: Path, config: BuildConfig, resume: bool, overwrite: boo
     if old_hash != config.hash():
         raise AlignDataError(f"--resume: the config changed since {out} was started "
                              f"(hash {old_hash} → {config.hash()}); use --overwrite or a new --out")
+    remove_temp_files(out)
+
+
+def remove_temp_files(out: Path) -> list[Path]:
+    """Delete the temporary files of writes that a killed process left (never seen by readers: the
+    shard they belonged to has no sidecar yet, so it is redone)."""
+    leftovers = [p for folder in (out, out / "shards", out / "errors", out / "filtered") if folder.is_dir()
+                 for p in folder.glob(".*.tmp-*")]
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    return leftovers
 
 
 def preflight(config: BuildConfig) -> None:
@@ -127,6 +139,7 @@ def build(config: BuildConfig, out: str | Path, *, runner: str | None = None, li
             elapsed = max(time.perf_counter() - t_run, 1e-9)
             bar.set_postfix(rows=rows, rows_per_s=f"{rows / elapsed:.2f}", failed=len(summary.failed), refresh=False)
             bar.update(1)
+            crash_point("driver:shard_done")
     finally:
         bar.close()
     sidecars = [sc for spec in specs if (sc := load_sidecar(out, spec.shard_id)) is not None]

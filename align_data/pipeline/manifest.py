@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 from align_data import __version__
+from align_data.pipeline.faults import crash_point
 from align_data.pipeline.writers import atomic_file, sha256_file, shard_name
 from align_data.schemas import SCHEMA_VERSION
 from align_data.schemas.sidecar import ShardSidecar, StageCounts
@@ -78,11 +79,13 @@ def write_manifest(out_dir: Path, config_hash: str, planned: list[dict], sidecar
         "stage_order": list(stages),
         "stage_seconds": seconds,
         "shards": [{"shard_id": sc.shard_id, "rows": sc.rows, "errors": sc.errors, "filtered": sc.filtered,
-                    "input_docs": sc.input_docs, "audio_seconds": sc.audio_seconds}
+                    "input_docs": sc.input_docs, "audio_seconds": sc.audio_seconds,
+                    "sidecar_sha256": sha256_file(out_dir / "shards" / f"{shard_name(sc.shard_id)}.json")}
                    for sc in sorted(sidecars, key=lambda s: s.shard_id)],
     }
     with atomic_file(out_dir / "manifest.json") as handle:
         handle.write(json.dumps(manifest, indent=1, sort_keys=True).encode())
+        crash_point("manifest")
     return manifest
 
 

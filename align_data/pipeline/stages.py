@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from align_data.config import BuildConfig
 from align_data.errors import AlignDataError
 from align_data.pipeline.plan import ShardSpec
+from align_data.pipeline.faults import crash_point
 from align_data.pipeline.reader import read_documents
 from align_data.schemas import Record
 from align_data.schemas.sidecar import StageCounts
@@ -93,4 +94,5 @@ def run_shard(spec: ShardSpec, config: BuildConfig, source: SourceStage, stages:
         result.stages[stage.name] = _count(result.records, after, stage.name, result.filtered_by)
         result.seconds[stage.name] = round(time.perf_counter() - t0, 4)
         result.records = after
+        crash_point(f"stage:{stage.name}")
     return result

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import io
 import json
+import tarfile
+from collections import Counter
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
 from align_data.errors import AlignDataError
 from align_data.pipeline.manifest import load_sidecar, verify_shard
-from align_data.pipeline.writers import shard_name
+from align_data.pipeline.writers import sha256_file, shard_name
 from align_data.schemas.arrow import META_SCHEMA_VERSION, check_schema_version
 
 DURATION_TOLERANCE_S = 0.01
@@ -22,19 +24,22 @@ def _read_json(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def _check_parquet(path: Path, shard_id: int, seen: set[str]) -> tuple[list[str], int, float]:
-    """Problems in one Parquet shard, its row count and audio seconds."""
+def _check_parquet(path: Path, shard_id: int, seen: set[str]) -> tuple[list[str], list[dict], float]:
+    """Problems in one Parquet shard, its rows' id/task/split/voice, and audio seconds."""
     import soundfile as sf
 
     problems: list[str] = []
-    pf = pq.ParquetFile(path)
-    meta = pf.schema_arrow.metadata or {}
     try:
+        pf = pq.ParquetFile(path)
+        meta = pf.schema_arrow.metadata or {}
         check_schema_version(meta.get(META_SCHEMA_VERSION), str(path))
+        table = pf.read(columns=["id", "task", "split", "voice", "audio", "audio_meta", "paralinguistics"])
     except AlignDataError as exc:
-        return [str(exc)], 0, 0.0
+        return [f"shard {shard_id}: {exc}"], [], 0.0
+    except (OSError, ValueError) as exc:  # pyarrow: truncated or not Parquet at all
+        return [f"shard {shard_id}: {path.name} is not a readable Parquet file ({exc})"], [], 0.0
     seconds = 0.0
-    table = pf.read(columns=["id", "audio", "audio_meta", "paralinguistics"])
+    rows = []
     for row in table.to_pylist():
         rid = row["id"]
         if rid in seen:
@@ -60,7 +65,73 @@ def _check_parquet(path: Path, shard_id: int, seen: set[str]) -> tuple[list[str]
             problems.append(f"shard {shard_id}: {rid}: paralinguistics.duration_s {para['duration_s']} "
                             f"!= audio {clip_seconds:.3f}s")
         seconds += clip_seconds
-    return problems, table.num_rows, seconds
+        rows.append({k: row[k] for k in ("id", "task", "split", "voice")} | {"clips": len(row["audio"])})
+    return problems, rows, seconds
+
+
+def _check_tar(path: Path, shard_id: int, rows: list[dict]) -> list[str]:
+    """The WebDataset tar holds exactly the Parquet rows: one .json and one .flac per clip each."""
+    expected = sorted([f"{r['id']}.json" for r in rows]
+                      + [f"{r['id']}.flac" if i == 0 else f"{r['id']}.{i}.flac" for r in rows
+                         for i in range(r["clips"])])
+    try:
+        with tarfile.open(path) as tar:
+            names = sorted(tar.getnames())
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        return [f"shard {shard_id}: {path.name} is not a readable tar ({exc})"]
+    if names != expected:
+        extra, missing = sorted(set(names) - set(expected)), sorted(set(expected) - set(names))
+        return [f"shard {shard_id}: {path.name} disagrees with the Parquet rows (extra: {extra[:3]}, "
+                f"missing: {missing[:3]})"]
+    return []
+
+
+def _check_counts(sidecar, rows: list[dict], shard_id: int) -> list[str]:
+    """The sidecar's task, split and voice counts are those of the rows."""
+    actual = {
+        "tasks": Counter(r["task"] for r in rows),
+        "splits": Counter(r["split"] for r in rows),
+        "voices": Counter(f"{r['voice']['backend']}:{r['voice']['voice_id']}" for r in rows if r["voice"]),
+    }
+    return [f"shard {shard_id}: sidecar {name} {dict(sorted(getattr(sidecar, name).items()))} != rows "
+            f"{dict(sorted(counts.items()))}"
+            for name, counts in actual.items() if Counter(getattr(sidecar, name)) != counts]
+
+
+def _unknown_files(out: Path, plan: list[dict]) -> list[str]:
+    """Files in the build's own folders that no planned shard owns."""
+    known = set()
+    for spec in plan:
+        name = shard_name(spec["shard_id"])
+        known |= {f"shards/{name}.parquet", f"shards/{name}.tar", f"shards/{name}.json",
+                  f"errors/{name}.jsonl", f"filtered/{name}.jsonl"}
+    return [f"unknown file {path.relative_to(out)} (not part of the plan)"
+            for folder in ("shards", "errors", "filtered") if (out / folder).is_dir()
+            for path in sorted((out / folder).rglob("*")) if str(path.relative_to(out)) not in known]
+
+
+def _check_manifest(out: Path, sidecars: dict[int, object]) -> list[str]:
+    """The manifest sums the sidecars and pins each one by sha256."""
+    path = out / "manifest.json"
+    if not path.exists():
+        return ["manifest.json is missing (the build did not finish)"]
+    try:
+        manifest = json.loads(path.read_text())
+    except ValueError as exc:
+        return [f"manifest.json is not valid JSON ({exc})"]
+    problems = []
+    listed = {entry["shard_id"]: entry for entry in manifest.get("shards", [])}
+    for sid, sidecar in sidecars.items():
+        entry = listed.get(sid)
+        if entry is None:
+            problems.append(f"shard {sid}: complete but not in manifest.json")
+        elif entry.get("sidecar_sha256") not in (None, sha256_file(out / f"shards/{shard_name(sid)}.json")):
+            problems.append(f"shard {sid}: its sidecar changed after manifest.json was written")
+    for key in ("rows", "errors", "filtered", "input_docs", "candidates"):
+        total = sum(getattr(sc, key) for sc in sidecars.values())
+        if manifest.get(key) != total:
+            problems.append(f"manifest.json: {key} {manifest.get(key)} != sum of shard sidecars {total}")
+    return problems
 
 
 def validate_build(out_dir: str | Path) -> list[str]:
@@ -71,6 +142,7 @@ def validate_build(out_dir: str | Path) -> list[str]:
     config_hash = config["config_hash"]
     problems: list[str] = []
     seen: set[str] = set()
+    sidecars = {}
     docs = 0
     for spec in plan:
         sid = spec["shard_id"]
@@ -78,7 +150,12 @@ def validate_build(out_dir: str | Path) -> list[str]:
         problems.extend(shard_problems)
         if shard_problems:
             continue
-        sidecar = load_sidecar(out, sid)
+        sidecar = sidecars[sid] = load_sidecar(out, sid)
+        try:
+            check_schema_version(sidecar.schema_version, f"shard {sid} sidecar")
+        except AlignDataError as exc:
+            problems.append(str(exc))
+            continue
         if sidecar.input_docs != spec["stop"] - spec["start"]:
             problems.append(f"shard {sid}: read {sidecar.input_docs} documents, planned "
                             f"{spec['stop'] - spec['start']}")
@@ -86,11 +163,14 @@ def validate_build(out_dir: str | Path) -> list[str]:
         if sidecar.rows + sidecar.errors + sidecar.filtered != sidecar.candidates:
             problems.append(f"shard {sid}: rows {sidecar.rows} + errors {sidecar.errors} + filtered "
                             f"{sidecar.filtered} != input segments {sidecar.candidates}")
-        pq_problems, n_rows, seconds = _check_parquet(out / f"shards/{shard_name(sid)}.parquet", sid, seen)
+        pq_problems, rows, seconds = _check_parquet(out / f"shards/{shard_name(sid)}.parquet", sid, seen)
         problems.extend(pq_problems)
-        if n_rows != sidecar.rows:
-            problems.append(f"shard {sid}: Parquet has {n_rows} rows, sidecar says {sidecar.rows}")
-        if abs(seconds - sidecar.audio_seconds) > DURATION_TOLERANCE_S * max(1, n_rows):
+        if len(rows) != sidecar.rows:
+            problems.append(f"shard {sid}: Parquet has {len(rows)} rows, sidecar says {sidecar.rows}")
+        if not pq_problems:
+            problems.extend(_check_tar(out / f"shards/{shard_name(sid)}.tar", sid, rows))
+            problems.extend(_check_counts(sidecar, rows, sid))
+        if abs(seconds - sidecar.audio_seconds) > DURATION_TOLERANCE_S * max(1, len(rows)):
             problems.append(f"shard {sid}: audio totals {seconds:.3f}s, sidecar says {sidecar.audio_seconds}s")
         for kind in ("errors", "filtered"):
             lines = (out / f"{kind}/{shard_name(sid)}.jsonl").read_text().splitlines()
@@ -105,7 +185,6 @@ def validate_build(out_dir: str | Path) -> list[str]:
     planned_docs = sum(s["stop"] - s["start"] for s in plan)
     if not problems and docs != planned_docs:
         problems.append(f"documents read {docs} != planned {planned_docs}")
-    manifest = out / "manifest.json"
-    if not manifest.exists():
-        problems.append("manifest.json is missing (the build did not finish)")
+    problems.extend(_unknown_files(out, plan))
+    problems.extend(_check_manifest(out, sidecars))
     return problems

@@ -14,6 +14,7 @@ from typing import IO, Iterator
 
 import pyarrow.parquet as pq
 
+from align_data.pipeline.faults import crash_point
 from align_data.pipeline.stages import ShardResult
 from align_data.schemas import SCHEMA_VERSION, Record, records_to_table
 from align_data.schemas.arrow import record_to_row
@@ -34,7 +35,9 @@ def atomic_file(path: Path) -> Iterator[IO[bytes]]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        crash_point("write:before_rename")
         os.replace(tmp, path)
+        crash_point("write:after_rename")
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -98,6 +101,7 @@ def write_shard(out_dir: Path, result: ShardResult, config_hash: str) -> ShardSi
     }
     with atomic_file(out_dir / f"shards/{name}.parquet") as handle:
         pq.write_table(records_to_table(rows, config_hash), handle, compression="zstd")
+    crash_point("write:between_files")
     with atomic_file(out_dir / f"shards/{name}.tar") as handle:
         write_tar(handle, rows)
     with atomic_file(out_dir / f"errors/{name}.jsonl") as handle:
