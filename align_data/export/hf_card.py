@@ -83,8 +83,9 @@ def card_text(out: Path, corpus: SourceCorpus, options: ExportOptions, markers: 
               "of 16 kHz mono audio.", ""]
     lines += _table(["task"] + splits + ["recipe"],
                     [[t] + [str(cells.get((t, s), 0)) for s in splits] + [TASK_RECIPES.get(t, "")] for t in tasks])
-    lines += _table(["split", "rows", "hours"],
-                    [[s, str(totals.splits[s]), f"{totals.split_seconds[s] / 3600:.3f}"] for s in splits])
+    lines += _table(["split", "rows", "hours", "audio seconds"],
+                    [[s, str(totals.splits[s]), f"{totals.split_seconds[s] / 3600:.3f}", f"{totals.split_seconds[s]:.1f}"]
+                     for s in splits])
     skipped = sum(totals.skipped.values())
     lines += [f"Rows of the selected tasks ({', '.join(options.tasks)}) in the build: {totals.rows_selected}; "
               f"exported {totals.rows_exported}, skipped {skipped}. The build itself recorded "
