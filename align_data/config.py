@@ -6,7 +6,7 @@ import hashlib
 import json
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -186,15 +186,60 @@ class ParalinguisticsConfig(_Model):
 
 
 class LLMConfig(_Model):
-    """The LLM that writes continuation and description targets."""
+    """The LLM that writes continuation and description targets, and how it is reached."""
 
-    backend: Literal["transformers"] = Field("transformers", description="Inference backend.")
-    model: str = Field("embedded", description="'embedded' = Gemma 3 270M from PyPI, or an HF model folder.")
+    # Fields that change how targets are fetched, never what they are: left out of the config hash, so a
+    # resume may point at another server, raise the concurrency or move the cache.
+    OPERATIONAL: ClassVar[frozenset[str]] = frozenset({
+        "base_url", "api_key_env", "concurrency", "timeout_s", "max_retries", "retry_backoff_s",
+        "retry_backoff_max_s", "max_consecutive_failures", "cache", "cache_path"})
+
+    backend: Literal["transformers", "openai"] = Field(
+        "transformers", description="'transformers': the model runs in each worker (CPU default); 'openai': "
+                                    "requests to an OpenAI-compatible server's /completions endpoint "
+                                    "(vllm serve, llama.cpp server, a hosted API).")
+    model: str = Field("embedded", description="transformers: 'embedded' = Gemma 3 270M from PyPI, or an HF model "
+                                               "folder. openai: the model name the server serves (its /models id).")
     max_new_tokens: int = Field(48, ge=1, le=4096, description="Generation length limit per target.")
-    batch_size: int = Field(16, ge=1, description="Prompts generated together (on CPU the 262k-vocab output layer dominates a decode step, so larger batches raise throughput).")
+    batch_size: int = Field(16, ge=1, description="Prompts handed to the backend together. transformers: one batched "
+                                                  "generate (on CPU the 262k-vocab output layer dominates a decode "
+                                                  "step, so larger batches raise throughput); openai: submitted at "
+                                                  "once, `concurrency` of them in flight (keep it >= concurrency).")
     temperature: float = Field(0.0, ge=0, description="0 = greedy; >0 samples with a seed per record.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass when temperature > 0.")
     threads: int | None = Field(None, ge=1, description="torch threads per worker (default: torch's choice).")
+    base_url: str = Field("http://127.0.0.1:8000/v1", description="openai: the server's API root (the part before "
+                                                                  "/completions), e.g. http://host:8000/v1.")
+    api_key_env: str = Field("OPENAI_API_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                             description="openai: name of the environment variable holding the API key (sent as a "
+                                         "Bearer token; unset = no key). The key itself never goes in a config, "
+                                         "log or output file; set it on every worker node.")
+    concurrency: int = Field(8, ge=1, le=256, description="openai: requests in flight at once per worker.")
+    timeout_s: float = Field(120.0, gt=0, description="openai: seconds allowed for one request (connect: at most 10).")
+    max_retries: int = Field(4, ge=0, le=20, description="openai: retries of a request after a transient failure "
+                                                         "(connection, timeout, HTTP 429/5xx, malformed or truncated "
+                                                         "body); then the record becomes an error record.")
+    retry_backoff_s: float = Field(0.5, ge=0, description="openai: first retry delay; doubles per retry, with full "
+                                                          "jitter; a server's Retry-After is honoured.")
+    retry_backoff_max_s: float = Field(30.0, ge=0, description="openai: longest delay between two tries.")
+    max_consecutive_failures: int = Field(
+        8, ge=1, description="openai: this many requests in a row that cannot reach the server (after their retries), "
+                             "or that it refuses as unauthorized / unknown model, stop the build "
+                             "(ServiceUnavailable) instead of writing a corpus of error records.")
+    cache: bool = Field(True, description="Keep every response in an on-disk cache (sqlite), so a rerun or resumed "
+                                          "build asks the LLM nothing twice. Keyed by model, backend, prompt, "
+                                          "sampling params and (when sampling) the seed.")
+    cache_path: str | None = Field(None, description="The cache file (relative: to the config file); unset = "
+                                                     "OUT/cache/llm_responses.sqlite (kept by --overwrite). Safe for several workers on one machine; on a "
+                                                     "cluster whose OUT is a network filesystem, point it at a local "
+                                                     "disk (sqlite locking is unreliable over NFS).")
+
+    @model_validator(mode="after")
+    def _openai_model(self) -> "LLMConfig":
+        if self.backend == "openai" and self.model == "embedded":
+            raise ValueError("llm.backend='openai' needs llm.model = the name the server serves (see its /v1/models), "
+                             "not 'embedded'")
+        return self
 
 
 class SplitConfig(_Model):
@@ -238,7 +283,7 @@ class BuildConfig(_Model):
 
     def hash(self) -> str:
         """Hash of everything that changes output bytes (the runner settings do not)."""
-        data = self.model_dump(mode="json", exclude={"runner"})
+        data = self.model_dump(mode="json", exclude={"runner": True, "llm": set(LLMConfig.OPERATIONAL)})
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -301,6 +346,9 @@ def load_build_config(path: str | Path, overrides: list[str] = ()) -> BuildConfi
     for key in ("model_path", "config_path"):  # so are the coqui model's
         if isinstance(coqui, dict) and isinstance(coqui.get(key), str) and not Path(coqui[key]).is_absolute():
             coqui[key] = str((path.parent / coqui[key]).resolve())
+    llm = data.get("llm")  # and the LLM response cache's
+    if isinstance(llm, dict) and isinstance(llm.get("cache_path"), str) and not Path(llm["cache_path"]).is_absolute():
+        llm["cache_path"] = str((path.parent / llm["cache_path"]).resolve())
     try:
         return BuildConfig.model_validate(data)
     except ValidationError as exc:

@@ -91,4 +91,4 @@ def write_manifest(out_dir: Path, config_hash: str, planned: list[dict], sidecar
 
 def _counts(c: StageCounts) -> dict:
     return {"total": c.total, "passed": c.passed, "filtered": dict(sorted(c.filtered.items())),
-            "errors": dict(sorted(c.errors.items()))}
+            "errors": dict(sorted(c.errors.items())), "usage": dict(sorted(c.usage.items()))}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from align_data.config import BuildConfig
 from align_data.errors import AlignDataError
@@ -19,17 +20,18 @@ from align_data.stages.interleave import InterleaveStage
 from align_data.stages.paralinguistics import ParalinguisticsStage
 from align_data.stages.source import SourceStage
 from align_data.stages.targets import TargetsStage
+from align_data.stages.targets.client import default_cache_path
 from align_data.stages.tts import TTSStage
 
 
-def build_stages(config: BuildConfig) -> list[Stage]:
-    """The stages after ``source``, in order."""
+def build_stages(config: BuildConfig, out_dir: str | Path | None = None) -> list[Stage]:
+    """The stages after ``source``, in order; ``out_dir`` places the default LLM response cache."""
     return [
         InterleaveStage(config.interleave, config.seed),
         TTSStage(config.tts, config.seed),
         AcousticsStage(config.acoustics, config.seed),
         ParalinguisticsStage(config.paralinguistics),
-        TargetsStage(config.llm, config.seed),
+        TargetsStage(config.llm, config.seed, cache_path=default_cache_path(config.llm, out_dir)),
     ]
 
 
@@ -92,6 +94,7 @@ def run_shard(spec: ShardSpec, config: BuildConfig, source: SourceStage, stages:
         if len(after) != len(result.records):
             raise RuntimeError(f"stage {stage.name} returned {len(after)} records for {len(result.records)}")
         result.stages[stage.name] = _count(result.records, after, stage.name, result.filtered_by)
+        result.stages[stage.name].usage.update(stage.take_usage())
         result.seconds[stage.name] = round(time.perf_counter() - t0, 4)
         result.records = after
         crash_point(f"stage:{stage.name}")

@@ -20,7 +20,7 @@ class ShardWorker:
         self.out_dir = Path(out_dir)
         self.config_hash = config.hash()
         self.source = SourceStage(config.segment, config.seed, config.splits.heldout_fraction)
-        self.stages = build_stages(config)
+        self.stages = build_stages(config, out_dir)
         for stage in self.stages:
             if not stage.lazy_setup:
                 stage.setup()

@@ -8,12 +8,14 @@ from typing import Any
 
 @dataclass(slots=True)
 class StageCounts:
-    """Per stage, per shard: records seen, passed on, filtered by reason, errors by kind."""
+    """Per stage, per shard: records seen, passed on, filtered by reason, errors by kind, and the work a stage
+    reports (``usage``: the targets stage's LLM calls, tokens in/out, cache hits, retries)."""
 
     total: int = 0
     passed: int = 0
     filtered: dict[str, int] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
+    usage: dict[str, int] = field(default_factory=dict)  # absent from sidecars written before it existed
 
     def merge(self, other: "StageCounts") -> None:
         self.total += other.total
@@ -22,6 +24,8 @@ class StageCounts:
             self.filtered[k] = self.filtered.get(k, 0) + v
         for k, v in other.errors.items():
             self.errors[k] = self.errors.get(k, 0) + v
+        for k, v in other.usage.items():
+            self.usage[k] = self.usage.get(k, 0) + v
 
 
 @dataclass(slots=True)

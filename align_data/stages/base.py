@@ -38,6 +38,10 @@ class Stage:
     def setup(self) -> None:
         """Load engines or models once per worker."""
 
+    def take_usage(self) -> dict[str, int]:
+        """Counters of the work done by the last ``__call__`` (LLM calls, tokens, cache hits), for the sidecar."""
+        return {}
+
     def process(self, record: Record) -> Record:
         """Transform one live record; raise RecordError for a bad record."""
         raise NotImplementedError

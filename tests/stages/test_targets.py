@@ -5,6 +5,8 @@ from align_data.config import LLMConfig
 from align_data.schemas import Record, SourceRef
 from align_data.stages.base import RecordError
 from align_data.stages.targets import TargetsStage
+from align_data.stages.targets.client import Completion
+from align_data.stages.targets.stage import record_seed
 from align_data.stages.targets.prompts import build_request, corpus_target, parse_response
 
 
@@ -47,12 +49,14 @@ class ScriptedClient:
     def __init__(self, answers):
         self.answers = answers
         self.calls = []
+        self.seeds = []
 
-    def generate(self, prompts, max_new_tokens, temperature, top_p, seed):
+    def complete(self, prompts, sampling, seeds):
         self.calls.append(len(prompts))
+        self.seeds.extend(seeds)
         if self.answers == "timeout":
             raise RecordError("llm_timeout", "server did not answer in 30s")
-        return [self.answers.pop(0) for _ in prompts]
+        return [Completion(*self.answers.pop(0), tokens_in=10, tokens_out=3) for _ in prompts]
 
 
 def test_batches_group_tasks_in_order_and_errors_per_row():
@@ -66,12 +70,28 @@ def test_batches_group_tasks_in_order_and_errors_per_row():
     assert out[3].error.kind == "empty_response"
     assert out[2].targets[0].backend == "corpus"
     assert out[1].targets[0].finish_reason == "length" and out[1].targets[0].task == "description"
+    assert stage.take_usage() == {"cache_hits": 0, "calls": 3, "failures": 0, "retries": 0,
+                                  "tokens_in": 30, "tokens_out": 9}
+
+
+def test_seed_per_record_does_not_depend_on_batching():
+    recs = [_record("continuation", rid) for rid in ("a", "b", "c")]
+    one, three = ScriptedClient([("x", "stop")] * 3), ScriptedClient([("x", "stop")] * 3)
+    TargetsStage(LLMConfig(batch_size=1), seed=7, client=one)(recs)
+    TargetsStage(LLMConfig(batch_size=3), seed=7, client=three)(recs)
+    assert one.seeds == three.seeds and len(set(one.seeds)) == 3
+    assert one.seeds == [record_seed(7, r) for r in recs]
 
 
 def test_client_timeout_fails_the_batch_rows_only():
     stage = TargetsStage(LLMConfig(), seed=0, client=ScriptedClient("timeout"))
     out = stage([_record("continuation", "a"), _record("interleaved", "b")])
     assert out[0].error.kind == "llm_timeout" and out[1].live
+
+
+def test_backend_decides_the_packages_checked_before_a_run():
+    assert TargetsStage(LLMConfig(), seed=0).requires == ("torch", "transformers")
+    assert TargetsStage(LLMConfig(backend="openai", model="m"), seed=0).requires == ("httpx",)
 
 
 @pytest.mark.slow

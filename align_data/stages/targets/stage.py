@@ -3,37 +3,54 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, Sequence
+from pathlib import Path
+from typing import ClassVar, Sequence
 
 from align_data.config import LLMConfig
 from align_data.schemas import Record
 from align_data.stages.base import RecordError, Stage, fail, rng_for
+from align_data.stages.targets.client import CachedClient, Completion, LLMClient, Sampling, make_client
 from align_data.stages.targets.prompts import Request, build_request, corpus_target, parse_response
+
+BACKEND_PACKAGES = {"transformers": ("torch", "transformers"), "openai": ("httpx",)}
+
+
+def record_seed(seed: int, record: Record) -> int:
+    """The sampling seed of one record's request: from (global seed, shard, record id), never from batching."""
+    return int(rng_for(seed, record.shard_id, record.id, "targets-sample").integers(2**31))
 
 
 class TargetsStage(Stage):
-    """Batch the records' requests through the LLM client, in record order, and attach the targets."""
+    """Batch the records' requests through the LLM client, in record order, and attach the targets.
+
+    The client (backend + response cache) is made in ``setup()``; ``client=`` injects one (tests), and a bare
+    backend given there is put behind a cache-less CachedClient so usage is counted the same way."""
 
     name: ClassVar[str] = "targets"
     reads: ClassVar[tuple[str, ...]] = ("text", "next_text", "task", "description")
     writes: ClassVar[tuple[str, ...]] = ("targets",)
-    requires: ClassVar[tuple[str, ...]] = ("torch", "transformers")
     lazy_setup: ClassVar[bool] = True
 
-    def __init__(self, config: LLMConfig, seed: int, client: Any = None):
+    def __init__(self, config: LLMConfig, seed: int, client: LLMClient | None = None,
+                 cache_path: str | Path | None = None):
         self.config = config
         self.seed = seed
-        self.client = client
+        self.cache_path = cache_path
+        self.requires = BACKEND_PACKAGES[config.backend]
+        self.client = client if client is None or isinstance(client, CachedClient) else CachedClient(client, None)
+        self._usage: dict[str, int] = {}
 
     def setup(self) -> None:
-        """Load the LLM on first use, so a worker whose rows need no LLM never pays for it."""
+        """Make the client on first use, so a worker whose rows need no LLM never loads or dials one."""
         if self.client is None:
-            from align_data.stages.targets.transformers_client import TransformersClient
+            self.client = make_client(self.config, self.cache_path)
 
-            self.client = TransformersClient(self.config.model, self.config.threads)
+    def take_usage(self) -> dict[str, int]:
+        return dict(self._usage)
 
     def __call__(self, batch: Sequence[Record]) -> list[Record]:
         out = list(batch)
+        self._usage = {}
         pending: list[tuple[int, Request]] = []
         for i, record in enumerate(out):
             if not record.live:
@@ -48,24 +65,28 @@ class TargetsStage(Stage):
                 out[i] = fail(record, self.name, exc.kind, str(exc))
         # one task per batch, so a batch shares its few-shot prefix (the client caches it); stable order
         pending.sort(key=lambda item: item[1].task)
-        if pending:
-            self.setup()
+        if not pending:
+            return out
+        self.setup()
+        self.client.take_usage()  # drop what a call that raised (ServiceUnavailable) left counted
+        sampling = Sampling.from_config(self.config)
         size = self.config.batch_size
         for start in range(0, len(pending), size):
             chunk = pending[start:start + size]
-            first = out[chunk[0][0]]
-            seed = int(rng_for(self.seed, first.shard_id, first.id, "targets-sample").integers(2**31))
             try:
-                answers = self.client.generate([r.llm_prompt for _, r in chunk], self.config.max_new_tokens,
-                                               self.config.temperature, self.config.top_p, seed)
-            except RecordError as exc:  # a client that failed the whole batch (e.g. server timeout)
-                for i, _ in chunk:
-                    out[i] = fail(out[i], self.name, exc.kind, str(exc))
-                continue
-            for (i, request), (raw, reason) in zip(chunk, answers, strict=True):
-                try:
-                    target = parse_response(raw, reason, request, self.client.model_name, self.client.backend)
-                    out[i] = dataclasses.replace(out[i], targets=(target,))
-                except RecordError as exc:
-                    out[i] = fail(out[i], self.name, exc.kind, str(exc))
+                answers = self.client.complete([r.llm_prompt for _, r in chunk], sampling,
+                                               [record_seed(self.seed, out[i]) for i, _ in chunk])
+            except RecordError as exc:  # a client that failed the whole batch
+                answers = [exc] * len(chunk)
+            for (i, request), answer in zip(chunk, answers, strict=True):
+                if isinstance(answer, Completion):
+                    try:
+                        target = parse_response(answer.text, answer.finish_reason, request,
+                                                self.client.model_name, self.client.backend)
+                        out[i] = dataclasses.replace(out[i], targets=(target,))
+                        continue
+                    except RecordError as exc:
+                        answer = exc
+                out[i] = fail(out[i], self.name, answer.kind, str(answer))
+        self._usage = self.client.take_usage()
         return out

@@ -5,9 +5,10 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from align_data.errors import AlignDataError
+from align_data.stages.targets.client import Completion, Outcome, Sampling
 
 
 def resolve_model(name: str) -> Path:
@@ -88,6 +89,17 @@ class TransformersClient:
 
     def generate(self, prompts: list[str], max_new_tokens: int, temperature: float, top_p: float,
                  seed: int) -> list[tuple[str, str]]:
+        """(text, finish_reason) per prompt; one seed for the whole batch."""
+        return [(c.text, c.finish_reason) for c in self._generate(prompts, max_new_tokens, temperature, top_p, seed)]
+
+    def complete(self, prompts: Sequence[str], sampling: Sampling, seeds: Sequence[int]) -> list[Outcome]:
+        """The LLMClient contract. One batched generate: when sampling, the first prompt's seed seeds the batch
+        (torch draws for the batch as a whole)."""
+        return list(self._generate(list(prompts), sampling.max_new_tokens, sampling.temperature, sampling.top_p,
+                                   seeds[0] if seeds else 0))
+
+    def _generate(self, prompts: list[str], max_new_tokens: int, temperature: float, top_p: float,
+                  seed: int) -> list[Completion]:
         import torch
 
         enc = self._inputs(prompts)
@@ -102,11 +114,13 @@ class TransformersClient:
         with torch.inference_mode():
             out = self.model.generate(**enc, **kwargs)
         new = out[:, enc["input_ids"].shape[1]:]
+        prompt_tokens = enc["attention_mask"].sum(dim=1).tolist()
         results = []
         stops = set(self.stop_ids)
-        for row in new.tolist():
+        for row, tokens_in in zip(new.tolist(), prompt_tokens, strict=True):
             cut = next((i for i, t in enumerate(row) if t in stops), None)
             tokens = row if cut is None else row[:cut]
             reason = "length" if cut is None else "stop"
-            results.append((self.tokenizer.decode(tokens, skip_special_tokens=True), reason))
+            results.append(Completion(self.tokenizer.decode(tokens, skip_special_tokens=True), reason,
+                                      int(tokens_in), len(tokens) + (cut is not None)))
         return results

@@ -1,0 +1,124 @@
+"""The LLM client contract, the response cache in front of every backend, and the backend chosen by config."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, Sequence
+
+from align_data.config import LLMConfig
+from align_data.stages.base import RecordError
+
+if TYPE_CHECKING:
+    from align_data.stages.targets.cache import ResponseCache
+
+
+@dataclass(frozen=True, slots=True)
+class Sampling:
+    """Generation parameters shared by a batch of prompts (part of the cache key)."""
+
+    max_new_tokens: int
+    temperature: float
+    top_p: float
+    stop: tuple[str, ...] = ("\n",)
+
+    @classmethod
+    def from_config(cls, config: LLMConfig) -> "Sampling":
+        return cls(config.max_new_tokens, config.temperature, config.top_p)
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """One generated answer with its token counts (0 where a server does not report them)."""
+
+    text: str
+    finish_reason: str
+    tokens_in: int = 0
+    tokens_out: int = 0
+
+
+USAGE_KEYS = ("cache_hits", "calls", "failures", "retries", "tokens_in", "tokens_out")
+
+# per prompt: the answer, or the error that the record gets
+Outcome = Completion | RecordError
+
+
+class LLMClient(Protocol):
+    """A backend: answers prompts in order; a prompt that fails alone comes back as a RecordError."""
+
+    model_name: str
+    backend: str
+
+    def complete(self, prompts: Sequence[str], sampling: Sampling, seeds: Sequence[int]) -> list[Outcome]: ...
+
+
+class CachedClient:
+    """A backend behind the response cache: only prompts never answered before reach it. Counts the work in
+    ``usage`` (calls = prompts the backend generated, plus tokens, cache hits, failures, retries)."""
+
+    def __init__(self, inner: LLMClient, cache: ResponseCache | None):
+        self.inner = inner
+        self.cache = cache
+        self.model_name = inner.model_name
+        self.backend = inner.backend
+        self.usage: Counter[str] = Counter()
+
+    def complete(self, prompts: Sequence[str], sampling: Sampling, seeds: Sequence[int]) -> list[Outcome]:
+        from align_data.stages.targets.cache import cache_key
+
+        keys = [cache_key(self.model_name, self.backend, p, sampling, s) for p, s in zip(prompts, seeds, strict=True)]
+        hits = self.cache.get_many(keys) if self.cache is not None else {}
+        out: list[Outcome | None] = [hits.get(k) for k in keys]
+        missing = [i for i, o in enumerate(out) if o is None]
+        self.usage["cache_hits"] += len(prompts) - len(missing)
+        if missing:
+            retries_before = getattr(self.inner, "retries", 0)
+            answers = self.inner.complete([prompts[i] for i in missing], sampling, [seeds[i] for i in missing])
+            self.usage["retries"] += getattr(self.inner, "retries", 0) - retries_before
+            fresh = {}
+            for i, answer in zip(missing, answers, strict=True):
+                out[i] = answer
+                self.usage["calls"] += 1
+                if isinstance(answer, Completion):
+                    self.usage["tokens_in"] += answer.tokens_in
+                    self.usage["tokens_out"] += answer.tokens_out
+                    fresh[keys[i]] = answer
+                else:
+                    self.usage["failures"] += 1
+            if self.cache is not None:
+                self.cache.put_many(fresh)
+        return out  # type: ignore[return-value]
+
+    def take_usage(self) -> dict[str, int]:
+        """The counters since the last call (every one of USAGE_KEYS, zeros too), then zero."""
+        usage = {k: self.usage[k] for k in USAGE_KEYS}
+        self.usage.clear()
+        return usage
+
+
+def make_client(config: LLMConfig, cache_path: str | Path | None) -> CachedClient:
+    """The configured backend behind the response cache (``cache_path`` None or llm.cache off: no cache)."""
+    if config.backend == "openai":
+        from align_data.stages.targets.openai_client import OpenAIClient
+
+        inner: LLMClient = OpenAIClient(config)
+    else:
+        from align_data.stages.targets.transformers_client import TransformersClient
+
+        inner = TransformersClient(config.model, config.threads)
+    cache = None
+    if config.cache and cache_path is not None:
+        from align_data.stages.targets.cache import ResponseCache
+
+        cache = ResponseCache(cache_path)
+    return CachedClient(inner, cache)
+
+
+def default_cache_path(config: LLMConfig, out_dir: str | Path | None) -> Path | None:
+    """llm.cache_path, else OUT/cache/llm_responses.sqlite; None when there is no cache."""
+    if not config.cache:
+        return None
+    if config.cache_path:
+        return Path(config.cache_path)
+    return None if out_dir is None else Path(out_dir) / "cache" / "llm_responses.sqlite"
