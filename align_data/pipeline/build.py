@@ -108,6 +108,8 @@ def build(config: BuildConfig, out: str | Path, *, runner: str | None = None, li
     specs = plan_shards(config, limit)
     if not specs:
         raise AlignDataError("the plan is empty: the sources have no documents (or --limit is 0)")
+    if all(s.problem for s in specs):
+        raise AlignDataError("no source can be read:\n" + "\n".join(f"  {s.problem}" for s in specs))
     config_hash = config.hash()
     out.mkdir(parents=True, exist_ok=True)
     if not (out / "config.json").exists():
@@ -125,6 +127,9 @@ def build(config: BuildConfig, out: str | Path, *, runner: str | None = None, li
         todo.append(spec)
     summary = BuildSummary(out_dir=out, planned=len(specs), skipped=len(specs) - len(todo), written=0)
     bar = _progress(len(todo))
+    for spec in todo:
+        if spec.problem:
+            bar.write(f"warning: {spec.problem} (recorded as an error record in shard {spec.shard_id})")
     rows = 0
     t_run = time.perf_counter()
     outcomes = run_local(config, str(out), todo) if kind == "local" else run_ray(config, str(out), todo)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import glob
+import itertools
+import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from align_data.config import SourceConfig
 from align_data.errors import AlignDataError
@@ -39,8 +41,9 @@ def open_source(source: SourceConfig) -> Any:
         if not files:
             raise AlignDataError(f"source {source.name}: no file matches {source.path}")
     try:
-        if fmt == "txt":
-            return datasets.load_dataset("text", data_files=files, sample_by=source.txt_unit, split="train")
+        if fmt == "txt":  # bytes that are not UTF-8 become U+FFFD; the source stage filters those documents
+            return datasets.load_dataset("text", data_files=files, sample_by=source.txt_unit, split="train",
+                                         encoding_errors="replace")
         if fmt == "jsonl":
             ds = datasets.load_dataset("json", data_files=files, split="train")
         elif fmt == "parquet":
@@ -60,13 +63,52 @@ def open_source(source: SourceConfig) -> Any:
     return ds
 
 
+def _broken_jsonl(source: SourceConfig, exc: AlignDataError) -> bool:
+    """A jsonl file that exists but does not parse as a whole: read it line by line instead."""
+    return source_format(source) == "jsonl" and "could not open" in str(exc)
+
+
+def _jsonl_lines(source: SourceConfig) -> Iterator[str]:
+    """The non-blank lines of every file of a jsonl source, in order."""
+    for path in sorted(glob.glob(source.path)):
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            yield from (line for line in handle if line.strip())
+
+
+def _jsonl_document(source: SourceConfig, row: int, line: str) -> Document:
+    """One jsonl line as a document, or as a document with the problem that stops it being one."""
+    try:
+        obj = json.loads(line)
+    except ValueError as exc:
+        return Document(source.name, row, str(row), "", problem=f"line {row + 1} is not JSON ({exc})")
+    if not isinstance(obj, dict) or not isinstance(obj.get(source.text_column), str):
+        return Document(source.name, row, str(row), "",
+                        problem=f"line {row + 1} has no string field {source.text_column!r}")
+    doc_id = obj.get(source.id_column) if source.id_column else None
+    return Document(source.name, row, str(row if doc_id is None else doc_id), obj[source.text_column])
+
+
 def count_documents(source: SourceConfig) -> int:
-    return len(open_source(source))
+    files = sorted(glob.glob(source.path)) if source_format(source) in ("txt", "jsonl") else []
+    if files and all(os.path.getsize(f) == 0 for f in files):
+        return 0  # empty text files hold no documents (datasets refuses to load them)
+    try:
+        return len(open_source(source))
+    except AlignDataError as exc:
+        if not _broken_jsonl(source, exc):
+            raise
+        return sum(1 for _ in _jsonl_lines(source))
 
 
 def read_documents(source: SourceConfig, start: int, stop: int) -> list[Document]:
     """Documents [start, stop) of a source, with their row numbers and ids."""
-    ds = open_source(source).select(range(start, stop))
+    try:
+        ds = open_source(source).select(range(start, stop))
+    except AlignDataError as exc:
+        if not _broken_jsonl(source, exc):
+            raise
+        lines = itertools.islice(_jsonl_lines(source), start, stop)
+        return [_jsonl_document(source, start + i, line) for i, line in enumerate(lines)]
     texts = ds[source.text_column]
     ids = ds[source.id_column] if source.id_column else [str(start + i) for i in range(len(texts))]
     return [Document(dataset=source.name, row=start + i, doc_id=str(doc_id),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +14,7 @@ from align_data.errors import AlignDataError
 from align_data.pipeline.plan import ShardSpec
 from align_data.pipeline.faults import crash_point
 from align_data.pipeline.reader import read_documents
-from align_data.schemas import Record
+from align_data.schemas import ErrorInfo, Record, SourceRef
 from align_data.schemas.sidecar import StageCounts
 from align_data.stages.acoustics import AcousticsStage
 from align_data.stages.base import Stage
@@ -76,12 +78,25 @@ def _count(before: list[Record], after: list[Record], stage: str, filtered_by: d
     return counts
 
 
+def _source_record(spec: ShardSpec, config: BuildConfig) -> Record:
+    """The one record of a shard whose source is unreadable (an error) or has no documents (filtered)."""
+    name = config.sources[spec.source_index].name
+    record = Record(id=f"{re.sub(r'[^A-Za-z0-9_-]', '_', name)}-source", shard_id=spec.shard_id,
+                    source=SourceRef(name, "", 0), text="")
+    if spec.problem:
+        return dataclasses.replace(record, error=ErrorInfo("source", "source_unreadable", spec.problem))
+    return dataclasses.replace(record, filtered="empty_source")
+
+
 def run_shard(spec: ShardSpec, config: BuildConfig, source: SourceStage, stages: list[Stage]) -> ShardResult:
     """Read the shard's documents and pass them through every stage, counting what each stage did."""
     t0 = time.perf_counter()
-    docs = read_documents(config.sources[spec.source_index], spec.start, spec.stop)
-    records = source.records(docs, spec.shard_id)
+    docs = read_documents(config.sources[spec.source_index], spec.start, spec.stop) if spec.num_docs else []
+    records = source.records(docs, spec.shard_id) if docs else [_source_record(spec, config)]
     source_counts = StageCounts(total=len(records), passed=sum(r.live for r in records))
+    for r in records:
+        if r.error is not None:
+            source_counts.errors[r.error.kind] = source_counts.errors.get(r.error.kind, 0) + 1
     result = ShardResult(spec, records, {"source": source_counts},
                          {"source": round(time.perf_counter() - t0, 4)})
     for r in records:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from align_data.config import SegmentConfig
-from align_data.schemas import Record, SourceRef
+from align_data.schemas import ErrorInfo, Record, SourceRef
 from align_data.stages.base import Stage, rng_for
 from align_data.stages.source.text import dedup_key, normalize, pack_segments, split_sentences, words
 
@@ -23,6 +23,7 @@ class Document:
     row: int
     doc_id: str
     text: str
+    problem: str | None = None  # why the raw input could not be read as a document (a broken jsonl line)
 
 
 class SourceStage(Stage):
@@ -55,6 +56,13 @@ class SourceStage(Stage):
         cfg = self.config
         text = normalize(doc.text if isinstance(doc.text, str) else "")
         base = f"{_ID_SAFE.sub('_', doc.dataset)}-{doc.row:09d}"
+        if doc.problem is not None:
+            return [Record(id=f"{base}-000", shard_id=shard_id, text=text[:cfg.max_chars],
+                           source=SourceRef(doc.dataset, doc.doc_id, 0),
+                           error=ErrorInfo(stage="source", kind="bad_input", message=doc.problem))]
+        if "\ufffd" in text:  # bytes that were not UTF-8: the text is not what its author wrote
+            return [Record(id=f"{base}-000", shard_id=shard_id, text=text[:cfg.max_chars],
+                           source=SourceRef(doc.dataset, doc.doc_id, 0), filtered="bad_encoding")]
         if not words(text):
             reason = "empty" if not text else "no_words"
             return [Record(id=f"{base}-000", shard_id=shard_id, text=text[:cfg.max_chars],
