@@ -254,6 +254,10 @@ def export(
         reasons = ", ".join(f"{k}={v}" for k, v in sorted(t.skipped.items()))
         err.print(f"[yellow]skipped {sum(t.skipped.values())} rows the format cannot carry[/yellow] ({reasons}); "
                   f"listed in {out / 'skipped.jsonl'}", highlight=False)
+    failed = summary.report["source"]["failed_shards"]
+    if failed:
+        err.print(f"[yellow]the build has {len(failed)} failed shard(s) ({', '.join(failed)}) whose rows are not in "
+                  "it[/yellow]; finish it with `align-data build --resume` and export again", highlight=False)
 
 
 @app.command()

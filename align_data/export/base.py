@@ -109,7 +109,10 @@ class ShardWriter(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ExportFormat:
-    """One target format: a per-shard writer and a finalize step that writes the files spanning all shards."""
+    """One target format: a per-shard writer and a finalize step that writes the files spanning all shards.
+
+    ``finalize`` gets one dict per shard: ``shard_id``, ``tally`` (counts), ``info`` (from the writer) and
+    ``files`` (what the shard wrote, audio clips left out)."""
 
     name: str
     summary: str

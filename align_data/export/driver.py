@@ -22,6 +22,7 @@ from align_data import __version__
 from align_data.errors import AlignDataError
 from align_data.export.base import EXPORT_VERSION, ExportFormat, ExportOptions, Tally
 from align_data.export.files import (
+    atomic_file,
     describe_files,
     json_document,
     json_line,
@@ -75,7 +76,9 @@ def _settings(corpus: SourceCorpus, options: ExportOptions, out: Path) -> dict:
         "format": options.format,
         "tasks": list(options.tasks),
         "absolute_paths": options.absolute_paths,
-        "source": {"config_hash": corpus.config_hash, "fingerprint": corpus.fingerprint},
+        # the build's config, not its fingerprint: shards a resumed build adds later are exported by a rerun
+        # (each shard's marker holds its own source sha256, so a changed shard is redone)
+        "source": {"config_hash": corpus.config_hash},
     }
     if options.absolute_paths:  # the paths written depend on where OUT is
         settings["out"] = str(out.resolve())
@@ -159,6 +162,24 @@ def _export_shard(out: Path, corpus: SourceCorpus, shard: SourceShard, spec: Exp
     return marker
 
 
+def _without_per_row_lists(marker: dict) -> dict:
+    """What the run keeps of a shard's marker: counts, format info and the files that are not audio clips.
+
+    Skipped row ids and the per-clip file list stay on disk, so memory does not grow with the corpus."""
+    tally = dict(marker["tally"], skipped_ids=[])
+    files = [rel for rel in marker["files"] if not rel.startswith("audio/")]
+    return {"shard_id": marker["shard_id"], "tally": tally, "info": marker["info"], "files": files}
+
+
+def _write_skipped(out: Path, corpus: SourceCorpus) -> None:
+    """``skipped.jsonl`` from the shards' markers, read one at a time."""
+    with atomic_file(out / "skipped.jsonl") as handle:
+        for shard in corpus.shards:
+            marker = json.loads(_marker_path(out, shard.shard_id).read_text())
+            for rid, task, reason in marker["tally"]["skipped_ids"]:
+                handle.write(json_line({"id": rid, "task": task, "reason": reason}))
+
+
 def export_corpus(source: str | Path, out: str | Path, fmt: str, tasks: list[str] | None = None, *,
                   overwrite: bool = False, absolute_paths: bool = False,
                   progress: Callable[[int, int], None] | None = None) -> ExportSummary:
@@ -186,14 +207,14 @@ def export_corpus(source: str | Path, out: str | Path, fmt: str, tasks: list[str
         if marker is None:
             marker = _export_shard(out, corpus, shard, spec, options, key)
             written += 1
+        marker = _without_per_row_lists(marker)
         markers.append(marker)
         totals.merge(Tally.from_json(marker["tally"]))
         if progress is not None:
             progress(n + 1, len(corpus.shards))
 
     files = spec.finalize(out, corpus, options, markers)
-    write_bytes(out / "skipped.jsonl", b"".join(
-        json_line({"id": rid, "task": task, "reason": reason}) for rid, task, reason in totals.skipped_ids))
+    _write_skipped(out, corpus)
     write_bytes(out / "source_config.json", json_document(corpus.config))
     report = _report(corpus, options, totals, markers, sorted(files + ["skipped.jsonl", "source_config.json"]))
     write_bytes(out / "export.json", json_document(report))

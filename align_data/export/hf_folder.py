@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from align_data.errors import AlignDataError
-from align_data.export.base import ExportFormat, ExportOptions, Tally
+from align_data.export.base import ExportFormat, ExportOptions, Tally, speech_clips
 from align_data.export.files import atomic_file
 from align_data.export.source import SourceCorpus
 from align_data.schemas import Record
@@ -93,6 +93,7 @@ class HfShard:
         if not _SPLIT_NAME.match(record.split):
             raise AlignDataError(f"{record.id}: split {record.split!r} is not a valid HF split name "
                                  "(letters, digits, underscore)")
+        speech_clips(record)  # refuses a row whose speech segments and clips disagree, as every format does
         rel = data_file(record.task, record.split, self.shard_id)
         if rel not in self.parts:
             if self.schema is None:

@@ -154,3 +154,40 @@ def test_every_format_is_documented_in_the_cli_help():
     help_text = CliRunner().invoke(app, ["export", "--help"]).output
     for name in formats():
         assert name in help_text
+
+
+def test_shards_a_resumed_build_adds_later_are_exported_by_a_rerun(mixed_build, tmp_path):
+    from align_data.pipeline.manifest import load_sidecar, write_manifest
+
+    partial = tmp_path / "build"
+    shutil.copytree(mixed_build, partial)
+    manifest = json.loads((partial / "manifest.json").read_text())
+    plan = json.loads((partial / "plan.json").read_text())["shards"]
+    write_manifest(partial, manifest["config_hash"], plan, [load_sidecar(partial, 0)], {1: "worker lost"})
+    first = export_corpus(partial, tmp_path / "out", "hf")
+    assert first.totals.rows_exported == 4 and first.report["source"]["failed_shards"] == {"1": "worker lost"}
+    write_manifest(partial, manifest["config_hash"], plan, [load_sidecar(partial, i) for i in (0, 1)], {})
+    second = export_corpus(partial, tmp_path / "out", "hf")
+    assert (second.shards_written, second.shards_skipped) == (1, 1)
+    assert second.totals.rows_exported == 7
+    assert tree_bytes(tmp_path / "out") == tree_bytes(export_corpus(mixed_build, tmp_path / "fresh", "hf").out)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_bad_row_stops_its_shard_without_leaving_partial_files(tmp_path, fmt):
+    from dataclasses import replace
+
+    from tests.conftest import TINY_CORPUS, make_config
+    from tests.export.corpora import mixed_records, write_build
+
+    records = mixed_records()
+    bad = records[1][1]
+    records[1][1] = replace(bad, segments=(replace(bad.segments[0], audio_index=3),))
+    (tmp_path / "corpus.txt").write_text(TINY_CORPUS)
+    source = write_build(tmp_path / "build", records, make_config(tmp_path / "corpus.txt"))
+    with pytest.raises(AlignDataError, match="mix-101: a speech segment points at audio 3, the row has 1 clip"):
+        export_corpus(source, tmp_path / "out", fmt)
+    assert not [p for p in (tmp_path / "out").rglob("*") if ".tmp-" in p.name]
+    assert (tmp_path / "out" / "progress" / "00000.json").exists()
+    assert not (tmp_path / "out" / "progress" / "00001.json").exists()
+    assert not (tmp_path / "out" / "export.json").exists()
