@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import time
@@ -10,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from align_data.config import BuildConfig
-from align_data.errors import AlignDataError
+from align_data.errors import AlignDataError, ServiceUnavailable
 from align_data.pipeline.faults import crash_point
 from align_data.pipeline.manifest import load_sidecar, verify_shard, write_manifest
 from align_data.pipeline.plan import ShardSpec, plan_shards
@@ -73,6 +74,17 @@ def remove_temp_files(out: Path) -> list[Path]:
     return leftovers
 
 
+def check_writable(out: Path) -> None:
+    """Create ``out`` and prove a file can be written there, before any work is done."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-probe-{os.getpid()}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        raise AlignDataError(f"cannot write to the output folder {out}: {exc.strerror or exc}") from exc
+
+
 def preflight(config: BuildConfig) -> None:
     """Fail in the first second: stage chain, packages, engines, and the LLM model folder."""
     stages = build_stages(config)
@@ -111,7 +123,7 @@ def build(config: BuildConfig, out: str | Path, *, runner: str | None = None, li
     if all(s.problem for s in specs):
         raise AlignDataError("no source can be read:\n" + "\n".join(f"  {s.problem}" for s in specs))
     config_hash = config.hash()
-    out.mkdir(parents=True, exist_ok=True)
+    check_writable(out)
     if not (out / "config.json").exists():
         with atomic_file(out / "config.json") as handle:
             handle.write(json.dumps({"config_hash": config_hash, "config": config.model_dump(mode="json")},
@@ -133,6 +145,7 @@ def build(config: BuildConfig, out: str | Path, *, runner: str | None = None, li
     rows = 0
     t_run = time.perf_counter()
     outcomes = run_local(config, str(out), todo) if kind == "local" else run_ray(config, str(out), todo)
+    stopped: ServiceUnavailable | None = None
     try:
         for spec, sidecar, error in outcomes:
             if sidecar is not None:
@@ -145,9 +158,18 @@ def build(config: BuildConfig, out: str | Path, *, runner: str | None = None, li
             bar.set_postfix(rows=rows, rows_per_s=f"{rows / elapsed:.2f}", failed=len(summary.failed), refresh=False)
             bar.update(1)
             crash_point("driver:shard_done")
+    except ServiceUnavailable as exc:  # the finished shards stay; --resume continues once it is back
+        stopped = exc
     finally:
         bar.close()
     sidecars = [sc for spec in specs if (sc := load_sidecar(out, spec.shard_id)) is not None]
-    summary.manifest = write_manifest(out, config_hash, plan, sidecars, summary.failed)
+    try:
+        summary.manifest = write_manifest(out, config_hash, plan, sidecars, summary.failed)
+    except OSError as exc:
+        raise AlignDataError(f"could not write {out / 'manifest.json'}: {exc}; free space (or fix "
+                             "permissions) and rerun with --resume") from exc
+    if stopped is not None:
+        raise AlignDataError(f"build stopped: {stopped}; {len(sidecars)} of {len(specs)} shards are complete, "
+                             "rerun with --resume when it is reachable") from stopped
     summary.seconds = round(time.perf_counter() - start, 2)
     return summary

@@ -7,9 +7,12 @@ import traceback
 from typing import Callable, Iterator
 
 from align_data.config import BuildConfig
+from align_data.errors import ServiceUnavailable
 from align_data.pipeline.plan import ShardSpec
 from align_data.pipeline.worker import ShardWorker
 from align_data.schemas.sidecar import ShardSidecar
+
+UNAVAILABLE = "service unavailable: "  # prefix of an actor's error that must stop the build
 
 # (spec, sidecar or None, error message or None), yielded as shards finish
 Outcome = tuple[ShardSpec, ShardSidecar | None, str | None]
@@ -23,6 +26,8 @@ def run_local(config: BuildConfig, out_dir: str, specs: list[ShardSpec]) -> Iter
     for spec in specs:
         try:
             yield spec, worker(spec), None
+        except ServiceUnavailable:
+            raise  # every later shard would fail the same way: stop the build
         except Exception as exc:  # a shard-level failure (e.g. unreadable input) is reported per shard
             yield spec, None, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"
 
@@ -76,6 +81,8 @@ def run_ray(config: BuildConfig, out_dir: str, specs: list[ShardSpec],
                 except ray.exceptions.RayError as exc:
                     yield spec, None, f"{type(exc).__name__}: {exc}"
                     continue
+                if error is not None and error.startswith(UNAVAILABLE):
+                    raise ServiceUnavailable(error[len(UNAVAILABLE):])
                 yield spec, None if sidecar_json is None else ShardSidecar.from_json(sidecar_json), error
     finally:
         for actor in actors:
@@ -92,5 +99,7 @@ class _RayShardWorker:
         spec = ShardSpec(**spec_json)
         try:
             return self.worker(spec).to_json(), None
+        except ServiceUnavailable as exc:
+            return None, f"{UNAVAILABLE}{exc}"
         except Exception as exc:  # reported per shard, like the local runner
             return None, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"
