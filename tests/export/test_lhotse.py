@@ -33,7 +33,9 @@ def test_cutset_loads_with_one_cut_per_clip_and_matching_audio(exported, build):
             audio = cut.load_audio()
             assert audio.shape == (1, clip.num_samples)
             assert cut.duration == pytest.approx(clip.num_samples / clip.sample_rate, abs=1e-9)
-            assert cut.sampling_rate == clip.sample_rate
+            assert cut.sampling_rate == cut.recording.sampling_rate == clip.sample_rate
+            assert cut.recording.num_samples == clip.num_samples
+            assert cut.recording.duration == pytest.approx(cut.duration, abs=1e-9)
             (sup,) = cut.supervisions
             spoken = [s.text for s in row.segments if s.modality == "speech" and s.audio_index == index]
             assert sup.text == " ".join(spoken)
@@ -44,6 +46,7 @@ def test_cutset_loads_with_one_cut_per_clip_and_matching_audio(exported, build):
             assert sup.custom["voice"]["accent"] == row.voice.accent
             assert cut.custom["task"] == row.task and cut.custom["split"] == split
             total_seconds += cut.duration
+        lhotse.validate(lhotse.CutSet.from_cuts(cuts), read_data=True)  # lhotse's own consistency checks
     manifest = json.loads((source / "manifest.json").read_text())
     assert total_seconds == pytest.approx(manifest["audio_seconds"], abs=0.01)
     assert summary.totals.items == sum(len(r.audio) for r in rows)
