@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from align_data.errors import AlignDataError
 from align_data.schemas import Record
@@ -51,7 +52,7 @@ class Tally:
         self.skipped[reason] += 1
         self.skipped_ids.append([record.id, record.task, reason])
 
-    def merge(self, other: "Tally") -> None:
+    def merge(self, other: Tally) -> None:
         self.rows_read += other.rows_read
         self.rows_selected += other.rows_selected
         self.rows_exported += other.rows_exported
@@ -74,7 +75,7 @@ class Tally:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Tally":
+    def from_json(cls, data: dict[str, Any]) -> Tally:
         return cls(
             rows_read=data["rows_read"], rows_selected=data["rows_selected"],
             rows_exported=data["rows_exported"], items=data["items"], audio_seconds=data["audio_seconds"],
@@ -116,8 +117,8 @@ class ExportFormat:
 
     name: str
     summary: str
-    open_shard: Callable[[Path, int, ExportOptions, "SourceCorpus"], ShardWriter]
-    finalize: Callable[[Path, "SourceCorpus", ExportOptions, list[dict]], list[str]]
+    open_shard: Callable[[Path, int, ExportOptions, SourceCorpus], ShardWriter]
+    finalize: Callable[[Path, SourceCorpus, ExportOptions, list[dict]], list[str]]
     writes_audio_tree: bool = False  # FLAC files under audio/ that manifests point to by path
 
 

@@ -16,8 +16,22 @@ from pathlib import Path
 from typing import IO
 
 from align_data.errors import AlignDataError
-from align_data.export.base import ExportFormat, ExportOptions, Tally, clip_id, is_single_clip, speech_clips
-from align_data.export.files import AudioTree, atomic_file, json_document, json_line, write_bytes
+from align_data.export.base import (
+    ExportFormat,
+    ExportOptions,
+    Tally,
+    clip_id,
+    is_single_clip,
+    speech_clips,
+)
+from align_data.export.files import (
+    AudioTree,
+    atomic_file,
+    discard,
+    json_document,
+    json_line,
+    write_bytes,
+)
 from align_data.export.nemo_manifest import PARTS, merge_parts
 from align_data.export.source import SourceCorpus
 from align_data.schemas import Record
@@ -64,7 +78,7 @@ class BlspShard:
         return self.audio.written + [f"{PARTS}/{name}/{self.shard_id:05d}.jsonl" for name in self.parts]
 
     def abort(self) -> None:
-        self.stack.__exit__(RuntimeError, RuntimeError("export aborted"), None)
+        discard(self.stack)
 
     def info(self) -> dict:
         return {"instructions": dict(sorted(self.instructions.items()))}

@@ -14,9 +14,9 @@ import hashlib
 import json
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from align_data import __version__
 from align_data.errors import AlignDataError
@@ -30,7 +30,13 @@ from align_data.export.files import (
     verify_files,
     write_bytes,
 )
-from align_data.export.source import SourceCorpus, SourceShard, check_tasks, iter_records, open_corpus
+from align_data.export.source import (
+    SourceCorpus,
+    SourceShard,
+    check_tasks,
+    iter_records,
+    open_corpus,
+)
 
 PROGRESS = "progress"
 SETTINGS = f"{PROGRESS}/settings.json"

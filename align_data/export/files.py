@@ -12,9 +12,10 @@ import io
 import json
 import os
 import tarfile
-from contextlib import contextmanager
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
 TMP_MARK = ".tmp-"
 
@@ -42,6 +43,11 @@ def atomic_file(path: Path, fsync: bool = True) -> Iterator[IO[bytes]]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def discard(stack: ExitStack) -> None:
+    """Close the files opened with ``atomic_file`` in ``stack`` without moving any of them into place."""
+    stack.__exit__(RuntimeError, RuntimeError("export of this shard was aborted"), None)
 
 
 def write_bytes(path: Path, data: bytes, fsync: bool = True) -> None:

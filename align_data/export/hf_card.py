@@ -41,7 +41,7 @@ def _rows_by_task_split(out: Path, files: list[str]) -> Counter:
     return counts
 
 
-def _yaml_header(corpus: SourceCorpus, totals: Tally, cells: Counter) -> list[str]:
+def _yaml_header(totals: Tally, cells: Counter) -> list[str]:
     languages = sorted({lang.split("-")[0] for lang in totals.languages if lang})
     lines = ["---", "license: unknown", f"pretty_name: {_q('align-data speech-text alignment corpus')}"]
     if languages:
@@ -72,24 +72,24 @@ def card_text(out: Path, corpus: SourceCorpus, options: ExportOptions, markers: 
     tasks = sorted({task for task, _ in cells})
     splits = sorted({split for _, split in cells}, key=lambda s: (s != "train", s))
     m = corpus.manifest
-    lines = _yaml_header(corpus, totals, cells)
+    lines = _yaml_header(totals, cells)
     lines += ["# align-data speech-text alignment corpus", "",
-              f"Synthetic speech-text training data for speech LLMs, built by align-data {m.get('package_version')} "
+              (f"Synthetic speech-text training data for speech LLMs, built by align-data {m.get('package_version')} "
               f"(config hash `{corpus.config_hash}`) and exported with `align-data export --format hf` "
               f"(align-data {__version__}). Text from the sources below was spoken by TTS voices; targets were "
-              "written by an LLM or taken from the corpus, per task.", "",
+              "written by an LLM or taken from the corpus, per task."), "",
               "## Contents", "",
-              f"{totals.rows_exported} rows in {len(files)} Parquet files, {totals.audio_seconds / 3600:.3f} hours "
-              "of 16 kHz mono audio.", ""]
+              (f"{totals.rows_exported} rows in {len(files)} Parquet files, {totals.audio_seconds / 3600:.3f} hours "
+              "of 16 kHz mono audio."), ""]
     lines += _table(["task"] + splits + ["recipe"],
                     [[t] + [str(cells.get((t, s), 0)) for s in splits] + [TASK_RECIPES.get(t, "")] for t in tasks])
     lines += _table(["split", "rows", "hours", "audio seconds"],
                     [[s, str(totals.splits[s]), f"{totals.split_seconds[s] / 3600:.3f}", f"{totals.split_seconds[s]:.1f}"]
                      for s in splits])
     skipped = sum(totals.skipped.values())
-    lines += [f"Rows of the selected tasks ({', '.join(options.tasks)}) in the build: {totals.rows_selected}; "
+    lines += [(f"Rows of the selected tasks ({', '.join(options.tasks)}) in the build: {totals.rows_selected}; "
               f"exported {totals.rows_exported}, skipped {skipped}. The build itself recorded "
-              f"{m.get('errors', 0)} failed and {m.get('filtered', 0)} filtered segments (not rows, not here).", ""]
+              f"{m.get('errors', 0)} failed and {m.get('filtered', 0)} filtered segments (not rows, not here)."), ""]
     lines += ["## Voices", ""]
     lines += _table(["voice (backend:id)", "rows"], [[v, str(n)] for v, n in sorted(totals.voices.items())])
     lines += _table(["language", "rows"], [[lang, str(n)] for lang, n in sorted(totals.languages.items())])
@@ -98,19 +98,19 @@ def card_text(out: Path, corpus: SourceCorpus, options: ExportOptions, markers: 
               f"ds = datasets.load_dataset(\"PATH/TO/THIS/FOLDER\", {_q(tasks[0])})  # one task" if tasks else "",
               "row = ds[\"train\"][0]",
               "row[\"audio\"][0]  # the first clip, decoded by datasets' Audio feature", "```", "",
-              "Where `datasets` cannot decode audio (it needs torchcodec), read the FLAC bytes instead: "
+              ("Where `datasets` cannot decode audio (it needs torchcodec), read the FLAC bytes instead: "
               "`ds.cast_column(\"audio\", datasets.List(datasets.Audio(decode=False)))`, then "
-              "`soundfile.read(io.BytesIO(row[\"audio\"][0][\"bytes\"]))`.", "",
-              "Columns are align-data's record: `text`, `task`, `segments` (text and speech spans in order; a speech "
+              "`soundfile.read(io.BytesIO(row[\"audio\"][0][\"bytes\"]))`."), "",
+              ("Columns are align-data's record: `text`, `task`, `segments` (text and speech spans in order; a speech "
               "span's `audio_index` points into `audio`), `audio` (one FLAC clip per speech span), `audio_meta`, "
               "`voice`, `acoustics`, `paralinguistics`, `description` (the DeSTA2 seed transcript), `targets` "
-              "(`prompt`, `response` and the model that wrote it), `split`, `source`.", "",
+              "(`prompt`, `response` and the model that wrote it), `split`, `source`."), "",
               "## Source text and license", ""]
     sources = corpus.config.get("config", {}).get("sources", [])
     lines += _table(["source", "path", "format", "license"],
                     [[s.get("name", ""), f"`{s.get('path', '')}`", s.get("format", ""), "unknown"] for s in sources])
-    lines += ["The build config does not record the license of its text sources, so this card says `unknown`: "
-              "check the license of each source above before redistributing this dataset.", "",
+    lines += [("The build config does not record the license of its text sources, so this card says `unknown`: "
+              "check the license of each source above before redistributing this dataset."), "",
               "## Build config", "", "The resolved config of the build (also in `source_config.json`):", "",
               "```json", json.dumps(corpus.config, indent=1, sort_keys=True, ensure_ascii=False), "```", "",
               "## Provenance", "",

@@ -77,7 +77,7 @@ class _Part:
         try:
             self.writer.close()
         finally:
-            self.context.__exit__(RuntimeError, RuntimeError("export aborted"), None)
+            self.context.__exit__(RuntimeError, RuntimeError("export of this shard was aborted"), None)
 
 
 class HfShard:

@@ -17,8 +17,20 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import IO
 
-from align_data.export.base import ExportFormat, ExportOptions, Tally, clip_id, speech_clips
-from align_data.export.files import add_tar_member, atomic_file, gzip_stream, json_line
+from align_data.export.base import (
+    ExportFormat,
+    ExportOptions,
+    Tally,
+    clip_id,
+    speech_clips,
+)
+from align_data.export.files import (
+    add_tar_member,
+    atomic_file,
+    discard,
+    gzip_stream,
+    json_line,
+)
 from align_data.export.source import SourceCorpus
 from align_data.schemas import Record
 
@@ -80,13 +92,13 @@ class LhotseShard:
         self.stack = ExitStack()
         self.splits: dict[str, tuple[IO[bytes], tarfile.TarFile]] = {}
 
-    def _files(self, split: str) -> tuple[list[str], str]:
+    def _files(self, split: str) -> list[str]:
         name = f"{self.shard_id:06d}"
-        return [f"{split}/cuts.{name}.jsonl.gz", f"{split}/recording.{name}.tar"], name
+        return [f"{split}/cuts.{name}.jsonl.gz", f"{split}/recording.{name}.tar"]
 
     def _open(self, split: str) -> tuple[IO[bytes], tarfile.TarFile]:
         if split not in self.splits:
-            (cuts_rel, tar_rel), _ = self._files(split)
+            cuts_rel, tar_rel = self._files(split)
             cuts = self.stack.enter_context(gzip_stream(self.stack.enter_context(atomic_file(self.out / cuts_rel))))
             tar_handle = self.stack.enter_context(atomic_file(self.out / tar_rel))
             tar = self.stack.enter_context(tarfile.open(fileobj=tar_handle, mode="w", format=tarfile.PAX_FORMAT))
@@ -104,10 +116,10 @@ class LhotseShard:
 
     def close(self) -> list[str]:
         self.stack.close()
-        return [rel for split in self.splits for rel in self._files(split)[0]]
+        return [rel for split in self.splits for rel in self._files(split)]
 
     def abort(self) -> None:
-        self.stack.__exit__(RuntimeError, RuntimeError("export aborted"), None)
+        discard(self.stack)
 
     def info(self) -> dict:
         return {}

@@ -23,7 +23,13 @@ from align_data.export.base import (
     is_single_clip,
     speech_clips,
 )
-from align_data.export.files import AudioTree, atomic_file, concat_files, json_line
+from align_data.export.files import (
+    AudioTree,
+    atomic_file,
+    concat_files,
+    discard,
+    json_line,
+)
 from align_data.export.source import SourceCorpus
 from align_data.schemas import Record, Target
 
@@ -96,7 +102,7 @@ class NemoShard:
         return self.audio.written + [f"{PARTS}/{name}/{self.shard_id:05d}.jsonl" for name in self.parts]
 
     def abort(self) -> None:
-        self.stack.__exit__(RuntimeError, RuntimeError("export aborted"), None)
+        discard(self.stack)
 
     def info(self) -> dict:
         return {}

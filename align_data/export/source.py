@@ -5,16 +5,16 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import pyarrow.parquet as pq
 
 from align_data.errors import AlignDataError
 from align_data.schemas import Record, check_schema_version, record_from_row
-from align_data.schemas.record import TASKS
 from align_data.schemas.arrow import META_CONFIG_HASH, META_SCHEMA_VERSION
+from align_data.schemas.record import TASKS
 
 BATCH_ROWS = 32  # rows decoded into Python objects at a time: memory stays at one batch, not one corpus
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")

@@ -25,7 +25,7 @@ VOICE = Voice("espeak", "en-us+f2", "female", "American", "en-us", 175.0, 50.0, 
 
 def tone(seconds: float, freq: float = 220.0) -> AudioClip:
     """A 16 kHz FLAC tone of exactly ``seconds`` (rounded to samples)."""
-    n = int(round(seconds * 16000))
+    n = round(seconds * 16000)
     samples = 0.3 * np.sin(2 * np.pi * freq * np.arange(n) / 16000)
     return AudioClip(flac=encode_flac(samples, 16000), sample_rate=16000, num_samples=n)
 

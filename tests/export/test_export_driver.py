@@ -33,7 +33,7 @@ def test_same_build_same_bytes_and_every_selected_row_accounted_for(exported, tm
 
 
 def test_export_json_and_source_config_record_where_it_came_from(exported):
-    source, summary, out = exported("mixed", "nemo")
+    source, _, out = exported("mixed", "nemo")
     report = json.loads((out / "export.json").read_text())
     manifest = json.loads((source / "manifest.json").read_text())
     assert report["source"]["config_hash"] == manifest["config_hash"]

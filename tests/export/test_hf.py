@@ -53,7 +53,7 @@ def test_one_config_per_task(exported):
 
 
 def test_dataset_card_has_counts_hours_voices_config_and_license(exported):
-    source, summary, out = exported("mixed", "hf")
+    source, _, out = exported("mixed", "hf")
     card = (out / "README.md").read_text()
     config = json.loads((source / "config.json").read_text())
     assert card.startswith("---\nlicense: unknown\n")

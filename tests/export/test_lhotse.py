@@ -54,7 +54,7 @@ def test_cutset_loads_with_one_cut_per_clip_and_matching_audio(exported, build):
 
 
 def test_interleaved_rows_keep_their_input_order_in_custom(exported):
-    source, _, out = exported("mixed", "lhotse")
+    _, _, out = exported("mixed", "lhotse")
     cuts = {c.id: c for c in load_cuts(out, "heldout")}
     segments = cuts["mix-002_1"].supervisions[0].custom["segments"]
     assert [(s["modality"], s["audio_index"]) for s in segments] == [

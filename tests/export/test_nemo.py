@@ -35,7 +35,7 @@ def test_every_target_is_a_line_whose_audio_exists_with_its_duration(exported, b
 
 
 def test_single_clip_rows_carry_prompt_answer_and_transcript(exported):
-    source, _, out = exported("mixed", "nemo")
+    _, _, out = exported("mixed", "nemo")
     items = {(i["line"]["row_id"], i["line"]["prompt_id"]): i for i in nemo_items(out / "train.jsonl")}
     assert set(items) == {("mix-000", "blsp-continue"), ("mix-001", "desta-hear"), ("mix-001", "desta-speaker"),
                           ("mix-101", "desta-hear")}
@@ -50,7 +50,7 @@ def test_single_clip_rows_carry_prompt_answer_and_transcript(exported):
 
 
 def test_interleaved_rows_are_multi_audio_with_one_locator_per_clip_in_order(exported):
-    source, _, out = exported("mixed", "nemo")
+    _, _, out = exported("mixed", "nemo")
     (item,) = nemo_items(out / "heldout_multi_audio.jsonl")
     assert item["context"] == f"{AUDIO_LOCATOR} on the harbour {AUDIO_LOCATOR} in the grey {AUDIO_LOCATOR}"
     # NeMo's MultiAudioTextDataset requires text pieces = clips + 1 when it splits the context at the locator
@@ -61,7 +61,7 @@ def test_interleaved_rows_are_multi_audio_with_one_locator_per_clip_in_order(exp
 
 
 def test_rows_without_targets_are_reported_not_lost(exported):
-    source, summary, out = exported("mixed", "nemo")
+    _, summary, out = exported("mixed", "nemo")
     assert summary.totals.skipped == {"no_targets": 1}
     assert read_jsonl(out / "skipped.jsonl") == [{"id": "mix-003", "task": "continuation", "reason": "no_targets"}]
     report = json.loads((out / "export.json").read_text())
