@@ -5,8 +5,9 @@ Fields follow NeMo's SpeechLLM data docs and ``SpeechLLMAudioTextCollection``: `
 Rows whose input is one clip go to ``{split}.jsonl`` (NeMo's ``AudioTextDataset``). Interleaved rows (text and
 several clips) go to ``{split}_multi_audio.jsonl`` for NeMo's ``MultiAudioTextDataset``: ``audio_filepath`` and
 ``duration`` are lists and ``context`` holds the text spans with AUDIO_LOCATOR where each clip goes (set the
-dataset's ``audio_locator`` to it). One line per (row, target). Relative audio paths (``audio/NNNNN/x.flac``)
-are resolved by NeMo against the manifest's folder, which is OUT.
+dataset's ``audio_locator`` to it). One line per (row, target). A relative audio path (``audio/NNNNN/x.flac``)
+is resolved by NeMo against the manifest's folder, which is OUT; the NeMo ``get_full_path`` read for this takes
+one path, not a list, so multi-audio manifests should be exported with ``--absolute-paths``.
 """
 
 from __future__ import annotations
