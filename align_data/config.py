@@ -254,14 +254,32 @@ class ShardConfig(_Model):
     docs_per_shard: int = Field(8, ge=1, description="Source documents per shard.")
 
 
+class ActorPoolConfig(_Model):
+    """One Ray actor pool of the split layout and what each of its actors reserves."""
+
+    actors: int = Field(1, ge=1, description="Actors in the pool (each holds its stages' models once).")
+    num_cpus: float = Field(1.0, ge=0, description="CPUs reserved per actor.")
+    num_gpus: float = Field(0.0, ge=0, description="GPUs reserved per actor (>0 places it on GPU nodes only).")
+    resources: dict[str, float] = Field(default_factory=dict, description="Custom Ray resources per actor, "
+                                                                          "e.g. {tts = 1} for nodes started with --resources.")
+
+
 class RunnerConfig(_Model):
-    """Where shards run."""
+    """Where shards run (not part of the config hash: the same shards come out whichever runner makes them)."""
 
     kind: Literal["local", "ray"] = Field("ray", description="'local' loop in-process, or Ray.")
     ray_address: str | None = Field(None, description="Ray cluster address; unset starts a local Ray.")
-    num_workers: int = Field(1, ge=1, description="Ray actors per stage group.")
-    cpus_per_worker: float = Field(1.0, gt=0, description="CPUs reserved per Ray actor.")
-    max_in_flight: int = Field(2, ge=1, description="Shards queued per worker beyond the running one.")
+    layout: Literal["fused", "split"] = Field(
+        "fused", description="fused: every stage in one actor per shard (fastest on one node, no audio crosses "
+                             "processes); split: one actor pool per stage group (runner.speech for text/TTS/"
+                             "acoustics, runner.llm for targets), so a GPU LLM runs on GPU nodes only.")
+    num_workers: int = Field(1, ge=1, description="fused: actors in the pool.")
+    cpus_per_worker: float = Field(1.0, gt=0, description="fused: CPUs reserved per actor.")
+    resources: dict[str, float] = Field(default_factory=dict, description="fused: custom Ray resources per actor.")
+    speech: ActorPoolConfig = Field(default_factory=ActorPoolConfig, description="split: the speech stage pool.")
+    llm: ActorPoolConfig = Field(default_factory=ActorPoolConfig, description="split: the LLM (targets) pool.")
+    max_in_flight: int = Field(2, ge=1, description="Shards queued per actor beyond the running one (bounds memory).")
+    max_shard_attempts: int = Field(3, ge=1, description="Times a shard is started again after its actor died.")
     object_store_mb: int = Field(512, ge=64, description="Object store cap for a local Ray.")
 
 

@@ -88,8 +88,8 @@ def _source_record(spec: ShardSpec, config: BuildConfig) -> Record:
     return dataclasses.replace(record, filtered="empty_source")
 
 
-def run_shard(spec: ShardSpec, config: BuildConfig, source: SourceStage, stages: list[Stage]) -> ShardResult:
-    """Read the shard's documents and pass them through every stage, counting what each stage did."""
+def start_shard(spec: ShardSpec, config: BuildConfig, source: SourceStage) -> ShardResult:
+    """Read the shard's documents and cut them into records (the ``source`` stage)."""
     t0 = time.perf_counter()
     docs = read_documents(config.sources[spec.source_index], spec.start, spec.stop) if spec.num_docs else []
     records = source.records(docs, spec.shard_id) if docs else [_source_record(spec, config)]
@@ -103,6 +103,11 @@ def run_shard(spec: ShardSpec, config: BuildConfig, source: SourceStage, stages:
         if r.filtered:
             source_counts.filtered[r.filtered] = source_counts.filtered.get(r.filtered, 0) + 1
             result.filtered_by[r.id] = "source"
+    return result
+
+
+def apply_stages(result: ShardResult, stages: list[Stage]) -> ShardResult:
+    """Pass a shard's records through ``stages`` in order, counting what each stage did."""
     for stage in stages:
         t0 = time.perf_counter()
         after = stage(result.records)
@@ -114,3 +119,27 @@ def run_shard(spec: ShardSpec, config: BuildConfig, source: SourceStage, stages:
         result.records = after
         crash_point(f"stage:{stage.name}")
     return result
+
+
+def run_shard(spec: ShardSpec, config: BuildConfig, source: SourceStage, stages: list[Stage]) -> ShardResult:
+    """Read the shard's documents and pass them through every stage, counting what each stage did."""
+    return apply_stages(start_shard(spec, config, source), stages)
+
+
+# Which Ray actor pool runs a stage in the "split" layout (stages not named here run in "speech").
+STAGE_GROUPS = {"targets": "llm"}
+
+
+def group_of(stage: Stage) -> str:
+    return STAGE_GROUPS.get(stage.name, "speech")
+
+
+def stage_groups(stages: list[Stage]) -> list[tuple[str, list[Stage]]]:
+    """Consecutive stages of the same group, in pipeline order: [(group, stages), ...]."""
+    groups: list[tuple[str, list[Stage]]] = []
+    for stage in stages:
+        if groups and groups[-1][0] == group_of(stage):
+            groups[-1][1].append(stage)
+        else:
+            groups.append((group_of(stage), [stage]))
+    return groups
