@@ -164,7 +164,8 @@ def build(config: BuildConfig, out: str | Path, *, runner: str | None = None, li
         bar.close()
     sidecars = [sc for spec in specs if (sc := load_sidecar(out, spec.shard_id)) is not None]
     try:
-        summary.manifest = write_manifest(out, config_hash, plan, sidecars, summary.failed)
+        order = ["source"] + [stage.name for stage in build_stages(config)]  # the pipeline's order, for inspect
+        summary.manifest = write_manifest(out, config_hash, plan, sidecars, summary.failed, order)
     except OSError as exc:
         raise AlignDataError(f"could not write {out / 'manifest.json'}: {exc}; free space (or fix "
                              "permissions) and rerun with --resume") from exc

@@ -42,7 +42,7 @@ def verify_shard(out_dir: Path, shard_id: int, config_hash: str) -> list[str]:
 
 
 def write_manifest(out_dir: Path, config_hash: str, planned: list[dict], sidecars: list[ShardSidecar],
-                   failed: dict[int, str]) -> dict:
+                   failed: dict[int, str], stage_order: list[str] | None = None) -> dict:
     """Sum the sidecars, record the plan and any failed shards, write ``manifest.json`` atomically."""
     stages: dict[str, StageCounts] = {}
     tasks, voices, splits, genders = Counter(), Counter(), Counter(), Counter()
@@ -76,7 +76,8 @@ def write_manifest(out_dir: Path, config_hash: str, planned: list[dict], sidecar
         "splits": dict(sorted(splits.items())),
         "genders": dict(sorted(genders.items())),
         "stages": {k: _counts(v) for k, v in stages.items()},
-        "stage_order": list(stages),
+        "stage_order": ([n for n in stage_order or [] if n in stages]
+                        + [n for n in stages if n not in (stage_order or [])]),
         "stage_seconds": seconds,
         "shards": [{"shard_id": sc.shard_id, "rows": sc.rows, "errors": sc.errors, "filtered": sc.filtered,
                     "input_docs": sc.input_docs, "audio_seconds": sc.audio_seconds,

@@ -29,6 +29,7 @@ def test_counts_invariant_and_files(built):
     assert m["rows"] > 0 and m["rows"] + m["errors"] + m["filtered"] == m["candidates"]
     assert m["input_docs"] == m["planned_docs"] == 3
     assert m["tasks"] == {"interleaved": m["rows"]}
+    assert m["stage_order"][:3] == ["source", "interleave", "tts"]  # pipeline order, not alphabetical
     assert m["stages"]["interleave"]["filtered"] == {"no_next_text": 3}  # one per document end
     for name in ("00000", "00001"):
         for rel in (f"shards/{name}.parquet", f"shards/{name}.tar", f"shards/{name}.json",
