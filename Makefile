@@ -47,13 +47,23 @@ $(VENV)/.installed-tts: $(VENV)/.installed
 	rm -f $(VENV)/lib/python*/site-packages/torchaudio/lib/*.so
 	touch $@
 
-test: setup $(VENV)/.installed-tts  ## the whole test suite, slow real-model tests included
+# llama.cpp compiled for any x86-64 with AVX2 (a native build crashed on machines with AMX); no llava/mtmd (vision)
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF \
+	-DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF -DLLAVA_BUILD=OFF
+
+$(VENV)/.installed-llamacpp: $(VENV)/.installed
+	# a real OpenAI-compatible server (llama-cpp-python's) for the openai backend's tests and benchmark; it has no
+	# wheel on PyPI and compiles once (pip keeps the wheel in its cache)
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(PY) -m pip install -q -e ".[llamacpp]"
+	touch $@
+
+test: setup $(VENV)/.installed-tts $(VENV)/.installed-llamacpp  ## the whole test suite, slow real-model tests included
 	$(BIN)/pytest -q tests
 
 test-fast: $(VENV)/.installed $(VENV)/.installed-tts  ## unit tests only (no real models)
 	$(BIN)/pytest -q -m "not slow" tests
 
-bench: setup  ## benchmarks under benchmarks/ (print ratios against a baseline in the same run)
+bench: setup $(VENV)/.installed-llamacpp  ## benchmarks under benchmarks/ (print ratios against a baseline in the same run)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:

@@ -228,7 +228,7 @@ class LLMConfig(_Model):
                              "(ServiceUnavailable) instead of writing a corpus of error records.")
     cache: bool = Field(True, description="Keep every response in an on-disk cache (sqlite), so a rerun or resumed "
                                           "build asks the LLM nothing twice. Keyed by model, backend, prompt, "
-                                          "sampling params and (when sampling) the seed.")
+                                          "sampling params and the record's seed.")
     cache_path: str | None = Field(None, description="The cache file (relative: to the config file); unset = "
                                                      "OUT/cache/llm_responses.sqlite (kept by --overwrite). Safe for several workers on one machine; on a "
                                                      "cluster whose OUT is a network filesystem, point it at a local "

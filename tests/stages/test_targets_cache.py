@@ -15,14 +15,15 @@ GREEDY = Sampling(max_new_tokens=8, temperature=0.0, top_p=1.0)
 SAMPLED = Sampling(max_new_tokens=8, temperature=0.8, top_p=0.9)
 
 
-def test_key_covers_model_backend_prompt_params_and_the_seed_only_when_sampling():
+def test_key_covers_model_backend_prompt_params_and_the_record_seed():
     base = cache_key("m", "openai", "p", SAMPLED, 1)
     variants = [cache_key("m2", "openai", "p", SAMPLED, 1), cache_key("m", "transformers", "p", SAMPLED, 1),
                 cache_key("m", "openai", "p2", SAMPLED, 1), cache_key("m", "openai", "p", SAMPLED, 2),
                 cache_key("m", "openai", "p", Sampling(9, 0.8, 0.9), 1),
                 cache_key("m", "openai", "p", Sampling(8, 0.8, 0.9, stop=()), 1)]
     assert len({base, *variants}) == 7
-    assert cache_key("m", "openai", "p", GREEDY, 1) == cache_key("m", "openai", "p", GREEDY, 2)
+    assert cache_key("m", "openai", "p", GREEDY, 1) != cache_key("m", "openai", "p", GREEDY, 2)
+    assert cache_key("m", "openai", "p", GREEDY, 1) == cache_key("m", "openai", "p", Sampling(8, 0.0, 1.0), 1)
 
 
 def test_put_and_get_round_trip(tmp_path):
@@ -101,5 +102,5 @@ def test_the_cache_sits_in_front_of_any_backend():
     with tempfile.TemporaryDirectory() as tmp:
         client = CachedClient(inner := Counting(), ResponseCache(f"{tmp}/c.sqlite"))
         assert [c.text for c in client.complete(["a", "b"], GREEDY, [0, 1])] == ["A", "B"]
-        assert [c.text for c in client.complete(["b", "c", "a"], GREEDY, [5, 5, 5])] == ["B", "C", "A"]
+        assert [c.text for c in client.complete(["b", "c", "a"], GREEDY, [1, 2, 0])] == ["B", "C", "A"]
     assert inner.prompts == ["a", "b", "c"]

@@ -18,10 +18,12 @@ MAX_VARIABLES = 500  # keys per SELECT (sqlite's bound-parameter limit is 999 on
 
 
 def cache_key(model: str, backend: str, prompt: str, sampling: Sampling, seed: int) -> str:
-    """sha256 of everything that decides a response; greedy decoding ignores the seed, so it is left out."""
+    """sha256 of everything that decides a response. The seed counts even for greedy decoding: it comes from
+    the record id, so two records with the same prompt never share an answer, and a shard's answers do not
+    depend on which other shard ran first (batched generation may differ in the last bits with the batch)."""
     fields = {"model": model, "backend": backend, "prompt": prompt, "max_new_tokens": sampling.max_new_tokens,
               "temperature": sampling.temperature, "top_p": sampling.top_p, "stop": list(sampling.stop),
-              "seed": seed if sampling.temperature > 0 else None}
+              "seed": seed}
     return hashlib.sha256(json.dumps(fields, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
