@@ -52,9 +52,10 @@ class SegmentConfig(_Model):
 class InterleaveConfig(_Model):
     """Task mix and InSerter speech-span choice."""
 
-    task_weights: dict[Literal["continuation", "description", "interleaved"], float] = Field(
+    task_weights: dict[Literal["continuation", "description", "interleaved", "mtbi"], float] = Field(
         default_factory=lambda: {"continuation": 0.4, "description": 0.3, "interleaved": 0.3},
-        description="Relative weight of each task when a segment is assigned one (seeded).")
+        description="Relative weight of each task when a segment is assigned one (seeded); 'mtbi' asks one task "
+                    "of the MTBI catalog in one of its phrasings (llm.mtbi).")
     speech_ratio: float = Field(0.5, gt=0, le=1, description="Target fraction of words spoken in interleaved rows.")
     min_span_words: int = Field(3, ge=1, description="Shortest speech span in interleaved rows, in words.")
     max_span_words: int = Field(12, ge=1, description="Longest speech span in interleaved rows, in words.")
@@ -185,6 +186,18 @@ class ParalinguisticsConfig(_Model):
     f0_max_hz: float = Field(400.0, gt=0, description="Highest f0 searched by yin.")
 
 
+class MTBIConfig(_Model):
+    """MTBI multi-task rows: which catalog tasks are asked, and which tasks or phrasings are held out."""
+
+    tasks: list[str] = Field(default_factory=list, description="Task ids of the catalog (stages/targets/mtbi.toml) "
+                                                                "asked in 'mtbi' rows; empty = every task.")
+    heldout_tasks: list[str] = Field(default_factory=list, description="Whole tasks held out: their rows get split "
+                                                                        "'heldout_task' (task generalization).")
+    heldout_prompts: list[str] = Field(default_factory=list, description="Phrasing ids held out: rows asked in them "
+                                                                          "get split 'heldout_prompt' (prompt "
+                                                                          "generalization).")
+
+
 class LLMConfig(_Model):
     """The LLM that writes continuation and description targets, and how it is reached."""
 
@@ -226,6 +239,7 @@ class LLMConfig(_Model):
         8, ge=1, description="openai: this many requests in a row that cannot reach the server (after their retries), "
                              "or that it refuses as unauthorized / unknown model, stop the build "
                              "(ServiceUnavailable) instead of writing a corpus of error records.")
+    mtbi: MTBIConfig = Field(default_factory=MTBIConfig, description="MTBI task catalog use and held-out sets.")
     cache: bool = Field(True, description="Keep every response in an on-disk cache (sqlite), so a rerun or resumed "
                                           "build asks the LLM nothing twice. Keyed by model, backend, prompt, "
                                           "sampling params and the record's seed.")

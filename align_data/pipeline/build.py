@@ -93,7 +93,7 @@ def preflight(config: BuildConfig) -> None:
 
     for backend in sorted({v.backend for v in config.tts.voices}):
         engine_for(backend, config.tts).check()  # installed? (loading waits for the workers)
-    needs_llm = any(config.interleave.task_weights.get(t, 0) > 0 for t in ("continuation", "description"))
+    needs_llm = any(config.interleave.task_weights.get(t, 0) > 0 for t in ("continuation", "description", "mtbi"))
     if needs_llm and config.llm.backend == "transformers":
         from align_data.stages.targets.transformers_client import resolve_model
 

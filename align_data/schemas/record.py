@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 SCHEMA_VERSION = "1.1"
 
-TASKS = ("continuation", "description", "interleaved")
+TASKS = ("continuation", "description", "interleaved", "mtbi")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,11 @@
-"""A whole local build with the openai backend: LLM counts reach sidecars and manifest, the API key reaches
-no output file, and a rerun is answered from the response cache (zero requests, same bytes)."""
+"""A whole local build with the openai backend (BLSP and MTBI rows): LLM counts reach sidecars and manifest, MTBI
+rows name task and phrasing with held-out tasks split off, the API key reaches no output file, and a rerun is
+answered from the response cache (zero requests, same bytes)."""
 
 import json
+from collections import Counter
+
+import pyarrow.parquet as pq
 
 from align_data.pipeline.build import build
 from align_data.pipeline.validate import validate_build
@@ -9,6 +13,7 @@ from tests.conftest import make_config
 from tests.fakes.openai_server import FakeOpenAIServer
 
 SECRET = "sk-build-test-93b1f0c2aa"
+HELDOUT_TASKS = ["continue", "paraphrase", "sentiment", "question", "answer", "translate"]
 
 
 def test_openai_build_counts_calls_keeps_the_key_out_and_reruns_from_cache(tmp_path, corpus_file, monkeypatch):
@@ -16,9 +21,10 @@ def test_openai_build_counts_calls_keeps_the_key_out_and_reruns_from_cache(tmp_p
     out = tmp_path / "out"
     # one row's server leaks the Authorization header into its error body (faults: echo-auth, then a 500)
     with FakeOpenAIServer(by_prompt={"Fishermen pulled": ["echo-auth"] * 10}) as server:
-        config = make_config(corpus_file, interleave={"task_weights": {"continuation": 1.0}},
+        config = make_config(corpus_file, interleave={"task_weights": {"continuation": 0.2, "mtbi": 0.8}},
                              llm={"backend": "openai", "model": "fake-model", "base_url": server.url,
-                                  "api_key_env": "ALIGN_TEST_LLM_KEY", "max_retries": 1, "retry_backoff_s": 0.01})
+                                  "api_key_env": "ALIGN_TEST_LLM_KEY", "max_retries": 1, "retry_backoff_s": 0.01,
+                                  "mtbi": {"heldout_tasks": HELDOUT_TASKS}})
         first = build(config, out, runner="local").manifest
         sent = len(server.requests)
         parquet = {p.name: p.read_bytes() for p in (out / "shards").glob("*.parquet")}
@@ -34,6 +40,16 @@ def test_openai_build_counts_calls_keeps_the_key_out_and_reruns_from_cache(tmp_p
         assert (out / "cache" / "llm_responses.sqlite").exists()
         [error] = [json.loads(line) for p in (out / "errors").glob("*.jsonl") for line in p.read_text().splitlines()]
         assert error["kind"] == "llm_http_500" and "[redacted]" in error["message"]
+
+        rows = [r for p in sorted((out / "shards").glob("*.parquet")) for r in pq.read_table(p).to_pylist()]
+        mtbi = [r for r in rows if r["task"] == "mtbi"]
+        assert mtbi and first["tasks"] == dict(sorted(Counter(r["task"] for r in rows).items()))
+        for r in mtbi:  # every MTBI row names its task and phrasing; held-out tasks moved out of train
+            (target,) = r["targets"]
+            assert target["prompt_id"].startswith(target["task"] + "-")
+            assert r["split"] == ("heldout_task" if target["task"] in HELDOUT_TASKS else "train")
+        assert {r["split"] for r in mtbi} == {"train", "heldout_task"}
+        assert first["splits"] == dict(sorted(Counter(r["split"] for r in rows).items()))
 
         leaks = [p for p in out.rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
         assert leaks == []

@@ -9,18 +9,22 @@ from importlib.resources import files
 
 import numpy as np
 
+from align_data.config import MTBIConfig
+from align_data.errors import AlignDataError
 from align_data.schemas import Record, Target
 from align_data.stages.base import RecordError
 
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """One generation request: which prompt, the instruction shown to the trainer, the LLM's input."""
+    """One generation request: which prompt, the instruction shown to the trainer, the LLM's input, and the
+    split its row moves to when the task or phrasing is held out."""
 
     task: str
     prompt_id: str
     instruction: str
     llm_prompt: str
+    split: str | None = None
 
 
 @lru_cache(maxsize=1)
@@ -47,12 +51,48 @@ def _description(record: Record, rng: np.random.Generator) -> Request:
     return Request("description", question["id"], question["text"], prompt)
 
 
-def build_request(record: Record, rng: np.random.Generator) -> Request | None:
+@lru_cache(maxsize=1)
+def mtbi_catalog() -> dict[str, dict]:
+    """The MTBI tasks by id, in file order: each with ``prompts`` (id, text) and few-shot ``shots``."""
+    data = tomllib.loads(files("align_data.stages.targets").joinpath("mtbi.toml").read_text())
+    return {task["id"]: task for task in data["tasks"]}
+
+
+def check_mtbi(config: MTBIConfig) -> None:
+    """Every task and phrasing id the config names exists in the catalog."""
+    catalog = mtbi_catalog()
+    prompt_ids = {p["id"] for task in catalog.values() for p in task["prompts"]}
+    for key, ids, known in (("tasks", config.tasks, catalog), ("heldout_tasks", config.heldout_tasks, catalog),
+                            ("heldout_prompts", config.heldout_prompts, prompt_ids)):
+        unknown = sorted(set(ids) - set(known))
+        if unknown:
+            raise AlignDataError(f"llm.mtbi.{key}: unknown id(s) {', '.join(unknown)}; the catalog has "
+                                 f"{', '.join(sorted(known))}")
+
+
+def _mtbi(record: Record, rng: np.random.Generator, config: MTBIConfig) -> Request:
+    """One task, one phrasing, drawn per record. The shots show the task's first phrasing, so every phrasing of
+    a task shares the few-shot prefix (one cached prefix per task on the transformers backend)."""
+    catalog = mtbi_catalog()
+    names = config.tasks or list(catalog)
+    task = catalog[names[int(rng.integers(len(names)))]]
+    phrasing = task["prompts"][int(rng.integers(len(task["prompts"])))]
+    shown = task["prompts"][0]["text"]
+    shots = "".join(f"Text: {s['text']}\n{shown}\nAnswer: {s['response']}\n\n" for s in task["shots"])
+    prompt = f"{shots}Text: {record.text}\n{phrasing['text']}\nAnswer:"
+    split = ("heldout_task" if task["id"] in config.heldout_tasks
+             else "heldout_prompt" if phrasing["id"] in config.heldout_prompts else None)
+    return Request(task["id"], phrasing["id"], phrasing["text"], prompt, split)
+
+
+def build_request(record: Record, rng: np.random.Generator, mtbi: MTBIConfig | None = None) -> Request | None:
     """The LLM request for a record, or None when the target needs no LLM (interleaved)."""
     if record.task == "continuation":
         return _continuation(record)
     if record.task == "description":
         return _description(record, rng)
+    if record.task == "mtbi":
+        return _mtbi(record, rng, mtbi or MTBIConfig())
     if record.task == "interleaved":
         return None
     raise RecordError("unknown_task", f"no prompt for task {record.task!r}")

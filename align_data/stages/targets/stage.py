@@ -1,4 +1,5 @@
-"""Targets stage: BLSP continuations and DeSTA2 descriptions from the LLM; InSerter targets from the corpus."""
+"""Targets stage: BLSP continuations, DeSTA2 descriptions and MTBI tasks from the LLM; InSerter targets from the
+corpus."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from align_data.config import LLMConfig
 from align_data.schemas import Record
 from align_data.stages.base import RecordError, Stage, fail, rng_for
 from align_data.stages.targets.client import CachedClient, Completion, LLMClient, Sampling, make_client
-from align_data.stages.targets.prompts import Request, build_request, corpus_target, parse_response
+from align_data.stages.targets.prompts import Request, build_request, check_mtbi, corpus_target, parse_response
 
 BACKEND_PACKAGES = {"transformers": ("torch", "transformers"), "openai": ("httpx",)}
 
@@ -28,7 +29,7 @@ class TargetsStage(Stage):
 
     name: ClassVar[str] = "targets"
     reads: ClassVar[tuple[str, ...]] = ("text", "next_text", "task", "description")
-    writes: ClassVar[tuple[str, ...]] = ("targets",)
+    writes: ClassVar[tuple[str, ...]] = ("targets", "split")  # split: MTBI held-out tasks and phrasings
     lazy_setup: ClassVar[bool] = True
 
     def __init__(self, config: LLMConfig, seed: int, client: LLMClient | None = None,
@@ -37,6 +38,7 @@ class TargetsStage(Stage):
         self.seed = seed
         self.cache_path = cache_path
         self.requires = BACKEND_PACKAGES[config.backend]
+        check_mtbi(config.mtbi)  # an unknown task or phrasing id fails the plan check, not a worker
         self.client = client if client is None or isinstance(client, CachedClient) else CachedClient(client, None)
         self._usage: dict[str, int] = {}
 
@@ -56,14 +58,15 @@ class TargetsStage(Stage):
             if not record.live:
                 continue
             try:
-                request = build_request(record, rng_for(self.seed, record.shard_id, record.id, self.name))
+                request = build_request(record, rng_for(self.seed, record.shard_id, record.id, self.name),
+                                        self.config.mtbi)
                 if request is None:
                     out[i] = dataclasses.replace(record, targets=(corpus_target(record),))
                 else:
                     pending.append((i, request))
             except RecordError as exc:
                 out[i] = fail(record, self.name, exc.kind, str(exc))
-        # one task per batch, so a batch shares its few-shot prefix (the client caches it); stable order
+        # batches grouped by task, so a batch shares its few-shot prefix (the client caches it); stable order
         pending.sort(key=lambda item: item[1].task)
         if not pending:
             return out
@@ -83,7 +86,8 @@ class TargetsStage(Stage):
                     try:
                         target = parse_response(answer.text, answer.finish_reason, request,
                                                 self.client.model_name, self.client.backend)
-                        out[i] = dataclasses.replace(out[i], targets=(target,))
+                        split = request.split if request.split and out[i].split == "train" else out[i].split
+                        out[i] = dataclasses.replace(out[i], targets=(target,), split=split)
                         continue
                     except RecordError as exc:
                         answer = exc
