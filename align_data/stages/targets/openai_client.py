@@ -70,7 +70,6 @@ class OpenAIClient:
         self._last_service_failure = ""
         self._random = random.Random()
         self.retries = 0  # tries repeated after a transient failure (read by CachedClient for usage)
-        self.requests = 0  # HTTP requests sent, retries included
 
     def complete(self, prompts: Sequence[str], sampling: Sampling, seeds: Sequence[int]) -> list[Outcome]:
         """Answers in prompt order; raises ServiceUnavailable once max_consecutive_failures requests in a row
@@ -118,8 +117,6 @@ class OpenAIClient:
     def _try(self, payload: dict[str, Any]) -> Completion | Failure:
         import httpx
 
-        with self._lock:
-            self.requests += 1
         try:
             response = self._http.post(self.url, json=payload)
         except httpx.TimeoutException as exc:
