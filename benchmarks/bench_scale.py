@@ -68,9 +68,10 @@ def e2e_vs_slowest(label: str, r: dict) -> None:
 
 def peak_rss(tmp: Path, docs: int, runner: str, corpus: Path) -> float:
     """Peak RSS (MB) of a fresh process that runs one build (the driver; with 'local' also the stages)."""
-    code = ("import resource, sys, json; sys.path.insert(0, %r); from benchmarks.bench_scale import _build; "
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child would report its parent's peak
+    code = ("import sys; sys.path.insert(0, %r); from benchmarks.bench_scale import _build; "
             "from pathlib import Path; _build(Path(%r), %r, [%r], %r, %d, Path(%r)); "
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+            "print(next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')) / 1024)"
             % (str(ROOT), str(tmp), f"mem_{runner}_{docs}", INTERLEAVED, runner, docs, str(corpus)))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                          env=dict(os.environ, RAY_AUTH_MODE="disabled"))
@@ -91,15 +92,16 @@ def memory(tmp: Path, docs: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--docs", type=int, default=12, help="documents for the layout comparison")
+    parser.add_argument("--docs", type=int, default=12, help="documents for the layout comparison (0: skip)")
     parser.add_argument("--llm-docs", type=int, default=4, help="documents for the job with LLM targets (0: skip)")
-    parser.add_argument("--mem-docs", type=int, default=6, help="N for the memory comparison (also 10×N)")
+    parser.add_argument("--mem-docs", type=int, default=6, help="N for the memory comparison, also run with 10×N (0: skip)")
     args = parser.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        print(f"layouts ({args.docs} documents, interleaved rows only):")
-        layouts(tmp, args.docs)
+        if args.docs:
+            print(f"layouts ({args.docs} documents, interleaved rows only):")
+            layouts(tmp, args.docs)
         if args.llm_docs:
             print(f"with LLM targets ({args.llm_docs} documents, the demo's task mix):")
             e2e_vs_slowest("default mix, local", _build(tmp, "llm", ["llm.max_new_tokens=24"], "local", args.llm_docs))
