@@ -9,13 +9,20 @@ export TOKENIZERS_PARALLELISM ?= false
 
 .PHONY: setup system-deps demo test test-fast bench clean
 
-system-deps:  ## espeak-ng (TTS engine) and FFmpeg (audio IO of the coqui extra) from the system package manager
+system-deps:  ## espeak-ng (TTS engine), FFmpeg (audio IO of the coqui extra), Chromium (report page test) from the system package manager
 	@if command -v espeak-ng >/dev/null 2>&1 && command -v ffmpeg >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends espeak-ng ffmpeg; \
 	else \
 		echo "espeak-ng or ffmpeg is missing: install them with 'sudo apt-get install espeak-ng ffmpeg' (Debian/Ubuntu)"; \
 		echo "or 'brew install espeak-ng ffmpeg' (macOS), then run make again."; exit 1; \
+	fi
+	@# Chromium (+ a font) renders the HTML report in its page test (tests/report); the demo itself does not need it
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-liberation; \
+	else \
+		echo "note: chromium is missing, so the report page test is skipped: 'sudo apt-get install chromium fonts-liberation'"; \
 	fi
 
 $(VENV)/.installed: pyproject.toml

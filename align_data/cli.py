@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import List, Optional
@@ -68,11 +69,20 @@ def inspect(
     out: Path = typer.Argument(..., help="A build folder."),
     shard: Optional[int] = typer.Option(None, help="Show rows of this shard."),
     rows: int = typer.Option(3, min=0, help="How many rows (and errors) of --shard to show."),
+    as_json: bool = typer.Option(False, "--json", help="Print the manifest summary as JSON (totals, tasks, voices, "
+                                                       "configured shares, stages, shards) instead of tables."),
 ) -> None:
     """Summary of a build: rows, errors, filtered, audio hours, tasks, voices, stages, per-shard table."""
     from align_data.pipeline.summary import expected_voice_shares, load_manifest, shard_errors, shard_rows
 
     try:
+        if as_json:
+            from align_data.report import manifest_summary
+
+            if shard is not None:
+                raise AlignDataError("--json summarizes the whole build; drop --shard")
+            typer.echo(json.dumps(manifest_summary(out), indent=1, sort_keys=True))
+            return
         m = load_manifest(out)
         if shard is not None:
             _print_rows(shard_rows(out, shard, rows), shard_errors(out, shard, rows))
@@ -150,6 +160,20 @@ def _print_rows(rows: list[dict], errors: list[dict]) -> None:
             console.print(f"target [{t['task']}/{t['prompt_id']}]: {t['response']}", highlight=False)
     for e in errors:
         console.print(f"[red]error[/red] {e['id']} {e['stage']}/{e['kind']}: {e['message']}", highlight=False)
+
+
+@app.command()
+def report(out: Path = typer.Argument(..., help="A finished build folder.")) -> None:
+    """Write OUT/report/report.html with PNG plots (durations, rates, f0, SNR, WER, targets, tasks, reasons,
+    shards), balance against the config and target checks; print a one-screen summary."""
+    from align_data.report import write_report
+
+    try:
+        result = write_report(out)
+    except AlignDataError as exc:
+        _fail(exc)
+    for line in result.summary_lines():
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command()

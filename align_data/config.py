@@ -256,6 +256,29 @@ class LLMConfig(_Model):
         return self
 
 
+class QualityConfig(_Model):
+    """Whisper round-trip ASR gate (before the LLM is asked) and checks of the LLM's targets; both optional."""
+
+    enabled: bool = Field(False, description="Transcribe every speech clip with Whisper, record the transcript and "
+                                             "WER per clip in the row's quality column, and filter records whose "
+                                             "WER is above wer_threshold (reason 'high_wer').")
+    model: str = Field("embedded", description="'embedded' = the prepared whisper-base (`align-data prepare`), or "
+                                               "an HF Whisper folder (save_pretrained layout; relative paths are "
+                                               "relative to the config file).")
+    wer_threshold: float = Field(0.6, ge=0, description="Filter a record when its WER (word errors / reference "
+                                                        "words over all its clips, after normalization) is above "
+                                                        "this. whisper-base on espeak-ng speech: median ~0.1.")
+    batch_size: int = Field(8, ge=1, description="Clips transcribed per forward pass (grouped by length).")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto' = the GPU when torch sees one.")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads per worker (default: torch's choice).")
+    language: str = Field("en", pattern=r"^[a-z]{2,3}$", description="Language Whisper is told to transcribe.")
+    target_filters: list[Literal["echo", "over_length", "non_english", "repeated_ngrams"]] = Field(
+        default_factory=list, description="Checks of the LLM targets that filter a record (reason 'target_<check>'); "
+                                          "all of them are counted in `align-data report` either way. echo: the "
+                                          "answer repeats its input; over_length: cut by llm.max_new_tokens; "
+                                          "non_english: not English; repeated_ngrams: a word 3-gram 3+ times.")
+
+
 class SplitConfig(_Model):
     """Which documents are held out from training (whole documents, so no text leaks across splits)."""
 
@@ -309,6 +332,7 @@ class BuildConfig(_Model):
     paralinguistics: ParalinguisticsConfig = Field(default_factory=ParalinguisticsConfig,
                                                    description="Acoustic measures.")
     llm: LLMConfig = Field(default_factory=LLMConfig, description="Target generation.")
+    quality: QualityConfig = Field(default_factory=QualityConfig, description="ASR round trip, target checks.")
     splits: SplitConfig = Field(default_factory=SplitConfig, description="Train / held-out split.")
     shards: ShardConfig = Field(default_factory=ShardConfig, description="Sharding.")
     runner: RunnerConfig = Field(default_factory=RunnerConfig, description="Execution.")
@@ -381,6 +405,10 @@ def load_build_config(path: str | Path, overrides: list[str] = ()) -> BuildConfi
     llm = data.get("llm")  # and the LLM response cache's
     if isinstance(llm, dict) and isinstance(llm.get("cache_path"), str) and not Path(llm["cache_path"]).is_absolute():
         llm["cache_path"] = str((path.parent / llm["cache_path"]).resolve())
+    quality = data.get("quality")  # and a Whisper folder's
+    if isinstance(quality, dict) and isinstance(quality.get("model"), str) and quality["model"] != "embedded" \
+            and not Path(quality["model"]).expanduser().is_absolute():
+        quality["model"] = str((path.parent / quality["model"]).resolve())
     try:
         return BuildConfig.model_validate(data)
     except ValidationError as exc:

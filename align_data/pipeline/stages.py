@@ -20,6 +20,7 @@ from align_data.stages.acoustics import AcousticsStage
 from align_data.stages.base import Stage
 from align_data.stages.interleave import InterleaveStage
 from align_data.stages.paralinguistics import ParalinguisticsStage
+from align_data.stages.quality import asr_gate, target_checks
 from align_data.stages.source import SourceStage
 from align_data.stages.targets import TargetsStage
 from align_data.stages.targets.client import default_cache_path
@@ -33,7 +34,9 @@ def build_stages(config: BuildConfig, out_dir: str | Path | None = None) -> list
         TTSStage(config.tts, config.seed),
         AcousticsStage(config.acoustics, config.seed),
         ParalinguisticsStage(config.paralinguistics),
+        *asr_gate(config.quality),  # optional (quality.enabled): Whisper round trip, WER filter
         TargetsStage(config.llm, config.seed, cache_path=default_cache_path(config.llm, out_dir)),
+        *target_checks(config.quality),  # optional (quality.target_filters)
     ]
 
 

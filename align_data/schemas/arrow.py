@@ -12,7 +12,9 @@ from align_data.schemas.record import (
     SCHEMA_VERSION,
     Acoustics,
     AudioClip,
+    ClipQuality,
     Paralinguistics,
+    Quality,
     Record,
     Segment,
     SourceRef,
@@ -52,6 +54,11 @@ _TARGET = pa.struct([
     ("response", pa.string()), ("model", pa.string()), ("backend", pa.string()),
     ("finish_reason", pa.string()),
 ])
+_CLIP_QUALITY = pa.struct([
+    ("audio_index", pa.int32()), ("asr_text", pa.string()), ("wer", pa.float64()),
+    ("errors", pa.int32()), ("ref_words", pa.int32()),
+])
+_QUALITY = pa.struct([("asr_model", pa.string()), ("wer", pa.float64()), ("clips", pa.list_(_CLIP_QUALITY))])
 
 RECORD_SCHEMA = pa.schema([
     ("id", pa.string()),
@@ -69,6 +76,7 @@ RECORD_SCHEMA = pa.schema([
     ("description", pa.string()),
     ("targets", pa.list_(_TARGET)),
     ("split", pa.string()),
+    ("quality", _QUALITY),  # since 1.2; null when the quality stage did not run (absent from 1.1 files)
 ])
 
 
@@ -133,6 +141,10 @@ def record_to_row(record: Record) -> dict[str, Any]:
         "description": record.description,
         "targets": [{f: getattr(t, f) for f in Target.__slots__} for t in record.targets],
         "split": record.split,
+        "quality": None if record.quality is None else {
+            "asr_model": record.quality.asr_model, "wer": record.quality.wer,
+            "clips": [{f: getattr(c, f) for f in ClipQuality.__slots__} for c in record.quality.clips],
+        },
     }
 
 
@@ -163,4 +175,12 @@ def record_from_row(row: dict[str, Any]) -> Record:
         description=row["description"],
         targets=tuple(Target(**t) for t in row["targets"]),
         split=row["split"],
+        quality=_quality_from_row(row.get("quality")),
     )
+
+
+def _quality_from_row(value: dict[str, Any] | None) -> Quality | None:
+    if value is None:
+        return None
+    return Quality(asr_model=value["asr_model"], wer=value["wer"],
+                   clips=tuple(ClipQuality(**c) for c in value["clips"] or ()))

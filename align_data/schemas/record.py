@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"  # 1.2: the optional ``quality`` column (Whisper round-trip ASR)
 
 TASKS = ("continuation", "description", "interleaved", "mtbi")
 
@@ -102,6 +102,26 @@ class Target:
 
 
 @dataclass(frozen=True, slots=True)
+class ClipQuality:
+    """Whisper round-trip of one speech clip: the transcript and its word errors against the span text."""
+
+    audio_index: int
+    asr_text: str
+    wer: float
+    errors: int  # word substitutions + deletions + insertions after normalization
+    ref_words: int  # words of the normalized span text
+
+
+@dataclass(frozen=True, slots=True)
+class Quality:
+    """The quality stage's measures of a record: ASR model, per-clip results, WER over all its clips."""
+
+    asr_model: str
+    wer: float | None  # sum of errors / sum of reference words over the clips; None without speech
+    clips: tuple[ClipQuality, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class ErrorInfo:
     """Why a record failed: the stage, a short machine-readable kind, a human message."""
 
@@ -128,6 +148,7 @@ class Record:
     description: str | None = None
     targets: tuple[Target, ...] = ()
     split: str = "train"
+    quality: Quality | None = None
     error: ErrorInfo | None = field(default=None)
     filtered: str | None = None
 

@@ -1,0 +1,72 @@
+"""The report page: one static HTML file (no scripts, no network) that shows the PNG plots beside it."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Iterable, Mapping, Sequence
+
+from align_data.report.balance import Share
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 24px auto; max-width: 1500px; color: #222; }
+h1 { font-size: 22px; } h2 { font-size: 18px; margin-top: 28px; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; font-size: 13px; margin: 8px 0; }
+td, th { border: 1px solid #ddd; padding: 3px 8px; text-align: right; }
+td:first-child, th:first-child { text-align: left; }
+.warn { color: #a40000; font-weight: 600; } .ok { color: #2a7a2a; }
+.grid { display: flex; flex-wrap: wrap; gap: 16px; }
+figure { margin: 0; border: 1px solid #eee; padding: 6px; }
+figure img { width: 700px; height: auto; display: block; }
+figcaption { font-size: 12px; color: #555; max-width: 700px; }
+.note { font-size: 12px; color: #555; max-width: 1000px; }
+"""
+
+
+def _plain(text: str) -> str:
+    """Docstring text for the page: no reStructuredText markup, one paragraph."""
+    return " ".join(text.replace("``", "").replace("**", "").split())
+
+
+def _table(headers: Sequence[str], rows: Iterable[Sequence[object]], classes: Sequence[str | None] = ()) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    body = []
+    for i, row in enumerate(rows):
+        cls = classes[i] if i < len(classes) and classes[i] else None
+        attr = f' class="{cls}"' if cls else ""
+        body.append(f"<tr{attr}>" + "".join(f"<td>{escape(str(c))}</td>" for c in row) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def render(title: str, totals: Mapping[str, object], warnings: Sequence[str], shares: Sequence[Share],
+           checks: Mapping[str, Mapping[str, int]], check_notes: str, balance_notes: str,
+           quality: Mapping[str, object], plots: Mapping[str, str]) -> str:
+    """The whole page. ``checks`` is {target task: {check: count}} with a 'targets' count per task."""
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title>"
+             f"<style>{_STYLE}</style></head><body>", f"<h1>{escape(title)}</h1>"]
+    parts.append(_table(["", ""], totals.items()))
+    parts.append("<h2>Warnings</h2>")
+    if warnings:
+        parts.append("<ul>" + "".join(f"<li class='warn'>{escape(w)}</li>" for w in warnings) + "</ul>")
+    else:
+        parts.append("<p class='ok'>none</p>")
+    parts.append("<h2>ASR round trip</h2>")
+    parts.append(_table(["", ""], quality.items()))
+    parts.append("<h2>Target checks</h2>")
+    check_names = list(dict.fromkeys(c for counts in checks.values() for c in counts if c != "targets"))
+    parts.append(_table(["target task", "targets", *check_names],
+                        [[task, counts.get("targets", 0), *(counts.get(c, 0) for c in check_names)]
+                         for task, counts in sorted(checks.items())]))
+    parts.append(f"<p class='note'>{escape(_plain(check_notes))}</p>")
+    parts.append("<h2>Balance against the config</h2>")
+    parts.append(f"<p class='note'>{escape(_plain(balance_notes))}</p>")
+    parts.append(_table(["group", "measure", "key", "count", "observed", "configured", "status"],
+                        [[s.group, s.measure, s.key, f"{s.count:.0f}" if s.measure == "rows" else f"{s.count:.1f} s",
+                          f"{100 * s.observed:.1f}%", f"{100 * s.configured:.1f}%", "OFF" if s.off else "ok"]
+                         for s in shares],
+                        ["warn" if s.off else None for s in shares]))
+    parts.append("<h2>Plots</h2><div class='grid'>")
+    for name, caption in plots.items():
+        parts.append(f"<figure><img src='{escape(name)}' alt='{escape(caption)}'>"
+                     f"<figcaption>{escape(caption)}</figcaption></figure>")
+    parts.append("</div></body></html>\n")
+    return "\n".join(parts)

@@ -1,0 +1,105 @@
+"""Checks of one training target: pure functions shared by the target-checks stage and ``align-data report``.
+
+- ``empty``: the response has no word characters.
+- ``echo``: the response repeats its input: fewer than 2 of its words lie outside every word 3-gram it shares
+  with the input (the record's text, or for descriptions the seed transcript the LLM was shown). Responses of
+  fewer than 3 words echo only when they equal the input.
+- ``over_length``: generation stopped at ``llm.max_new_tokens`` (finish_reason ``length``), so the target is cut.
+- ``non_english``: English was asked (the prompt names no other language) and the response is not English:
+  over 30 % of its letters are outside ASCII, or it has 5+ words, is not a comma-separated list of short items
+  (keywords), and under 20 % of its words are common English words (``english_words.txt``).
+- ``repeated_ngrams``: some word 3-gram occurs 3 or more times in the response (a generation loop).
+Words are those of the WER normalization (lowercase, numbers as words, no punctuation).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from functools import lru_cache
+from importlib.resources import files
+
+from align_data.schemas import Record, Target
+from align_data.stages.quality.normalize import normalize_words
+
+TARGET_CHECKS = ("empty", "echo", "over_length", "non_english", "repeated_ngrams")
+# A prompt that names a language (or asks to translate) does not ask for English.
+_OTHER_LANGUAGE = re.compile(r"translat|french|spanish|german|italian|portuguese|chinese|japanese|korean|"
+                             r"russian|arabic|hindi|dutch", re.IGNORECASE)
+
+
+@lru_cache(maxsize=1)
+def english_words() -> frozenset[str]:
+    text = files("align_data.stages.quality").joinpath("english_words.txt").read_text(encoding="utf-8")
+    return frozenset(w for line in text.splitlines() if not line.startswith("#") for w in line.split())
+
+
+def _trigrams(words: list[str]) -> list[tuple[str, ...]]:
+    return [tuple(words[i:i + 3]) for i in range(len(words) - 2)]
+
+
+def is_echo(response: list[str], source: list[str]) -> bool:
+    """Whether the response words only repeat the source words (see the module docstring)."""
+    if not response:
+        return False
+    if len(response) < 3:
+        return response == source
+    shared = set(_trigrams(source))
+    covered = [False] * len(response)
+    for i, gram in enumerate(_trigrams(response)):
+        if gram in shared:
+            covered[i] = covered[i + 1] = covered[i + 2] = True
+    return covered.count(False) < 2
+
+
+def is_non_english(text: str, words: list[str]) -> bool:
+    letters = [c for c in text if c.isalpha()]
+    if len(letters) >= 6 and sum(not c.isascii() for c in letters) > 0.3 * len(letters):
+        return True
+    if len(words) < 5 or _is_list(text):
+        return False
+    common = english_words()
+    return sum(w in common for w in words) < 0.2 * len(words)
+
+
+def _is_list(text: str) -> bool:
+    """A comma-separated list of short items (keywords): no sentence to judge by its function words."""
+    items = [item.split() for item in re.split(r"[,;\n]", text) if item.strip()]
+    return len(items) >= 3 and all(len(item) <= 3 for item in items)
+
+
+def has_repeated_ngrams(words: list[str]) -> bool:
+    counts = Counter(_trigrams(words))
+    return bool(counts) and max(counts.values()) >= 3
+
+
+def english_asked(target: Target) -> bool:
+    return _OTHER_LANGUAGE.search(target.prompt) is None and not target.prompt_id.startswith("translate")
+
+
+def check_target(target: Target, text: str, description: str | None) -> tuple[str, ...]:
+    """The names of the checks that ``target`` fails, in TARGET_CHECKS order."""
+    words = normalize_words(target.response)
+    failed = []
+    if not words:
+        failed.append("empty")
+    sources = [normalize_words(text)]
+    if target.task == "description" and description:
+        sources.append(normalize_words(description))
+    if any(is_echo(words, source) for source in sources):
+        failed.append("echo")
+    if target.finish_reason == "length":
+        failed.append("over_length")
+    if english_asked(target) and is_non_english(target.response, words):
+        failed.append("non_english")
+    if has_repeated_ngrams(words):
+        failed.append("repeated_ngrams")
+    return tuple(failed)
+
+
+def check_record(record: Record) -> tuple[str, ...]:
+    """The checks that any of the record's targets fails."""
+    failed: set[str] = set()
+    for target in record.targets:
+        failed.update(check_target(target, record.text, record.description))
+    return tuple(c for c in TARGET_CHECKS if c in failed)

@@ -1,0 +1,169 @@
+"""Quality stages: the Whisper round-trip ASR gate (before the LLM) and the target checks (after it)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, ClassVar, Sequence
+
+import numpy as np
+
+from align_data.config import QualityConfig
+from align_data.errors import AlignDataError
+from align_data.schemas import ClipQuality, Quality, Record
+from align_data.stages.base import RecordError, Stage, fail
+from align_data.stages.quality.checks import check_record
+from align_data.stages.quality.normalize import wer
+from align_data.stages.tts.audio import decode_audio
+
+HIGH_WER = "high_wer"
+TOO_LONG = "clip_too_long_for_asr"
+
+Transcribe = Callable[[Sequence[np.ndarray]], list[str]]
+
+
+@dataclasses.dataclass(slots=True)
+class _Clip:
+    """One speech span waiting for its transcript."""
+
+    slot: int  # index of the record in the batch
+    audio_index: int
+    reference: str
+    samples: np.ndarray
+    transcript: str | None = None
+
+
+def speech_clips(record: Record) -> list[tuple[int, str, np.ndarray]]:
+    """(audio index, span text, 16 kHz samples) of each speech segment of a record."""
+    clips = []
+    for segment in record.segments:
+        if segment.modality != "speech":
+            continue
+        if segment.audio_index is None or not 0 <= segment.audio_index < len(record.audio):
+            raise RecordError("bad_segment", f"speech segment {segment.char_start}-{segment.char_end} has no clip")
+        clip = record.audio[segment.audio_index]
+        samples, rate = decode_audio(clip.flac)
+        if rate != 16000 or samples.ndim != 1:
+            raise RecordError("bad_audio", f"clip {segment.audio_index} is {rate} Hz with shape {samples.shape}, "
+                                           "not 16 kHz mono")
+        clips.append((segment.audio_index, segment.text, samples))
+    return clips
+
+
+def score(asr_model: str, results: list[tuple[int, str, str]]) -> Quality:
+    """Per-clip and record WER from (audio index, reference, transcript) triples."""
+    clips = []
+    for audio_index, reference, transcript in results:
+        clip_wer, errors, ref_words = wer(reference, transcript)
+        clips.append(ClipQuality(audio_index=audio_index, asr_text=transcript, wer=round(clip_wer, 4),
+                                 errors=errors, ref_words=ref_words))
+    total_ref = sum(c.ref_words for c in clips)
+    record_wer = None if not clips else round(sum(c.errors for c in clips) / max(total_ref, 1), 4)
+    return Quality(asr_model=asr_model, wer=record_wer, clips=tuple(clips))
+
+
+class QualityStage(Stage):
+    """Transcribe every speech clip with Whisper in batches of similar length, score WER against the span
+    text, record it in ``quality``, and filter records above ``wer_threshold`` (reason ``high_wer``).
+
+    ``transcribe=`` injects a transcriber (tests of the batching and filtering without a model)."""
+
+    name: ClassVar[str] = "quality"
+    reads: ClassVar[tuple[str, ...]] = ("segments", "audio")
+    writes: ClassVar[tuple[str, ...]] = ("quality",)
+    requires: ClassVar[tuple[str, ...]] = ("torch", "transformers")
+    lazy_setup: ClassVar[bool] = True
+
+    def __init__(self, config: QualityConfig, transcribe: Transcribe | None = None, asr_model: str | None = None,
+                 max_samples: int = 30 * 16000):
+        self.config = config
+        self.transcribe = transcribe
+        self.asr_model = asr_model or config.model
+        self.max_samples = max_samples
+        self._usage: dict[str, int] = {}
+
+    def setup(self) -> None:
+        """Load Whisper once per worker, on the first batch that has speech."""
+        if self.transcribe is None:
+            from align_data.stages.quality.asr import WhisperTranscriber
+
+            model = WhisperTranscriber(self.config.model, self.config.device, self.config.language,
+                                       self.config.threads)
+            self.transcribe, self.asr_model, self.max_samples = model.transcribe, model.name, model.max_samples
+
+    def take_usage(self) -> dict[str, int]:
+        return dict(self._usage)
+
+    def __call__(self, batch: Sequence[Record]) -> list[Record]:
+        out = list(batch)
+        self._usage = {"asr_clips": 0, "asr_batches": 0, "asr_audio_ms": 0}
+        pending: list[_Clip] = []
+        for slot, record in enumerate(out):
+            if not record.live:
+                continue
+            try:
+                clips = speech_clips(record)
+            except RecordError as exc:
+                out[slot] = fail(record, self.name, exc.kind, str(exc))
+                continue
+            except Exception as exc:  # an undecodable clip fails its record, not the shard
+                out[slot] = fail(record, self.name, "bad_audio", f"{type(exc).__name__}: {exc}")
+                continue
+            pending.extend(_Clip(slot, i, text, samples) for i, text, samples in clips)
+        if pending and self.transcribe is None:
+            self.setup()
+        too_long = {c.slot for c in pending if len(c.samples) > self.max_samples}
+        for slot in too_long:
+            out[slot] = dataclasses.replace(out[slot], filtered=TOO_LONG)
+        pending = [c for c in pending if c.slot not in too_long]
+        self._transcribe_all(pending, out)
+        by_slot: dict[int, list[tuple[int, str, str]]] = {}
+        for clip in pending:
+            if clip.transcript is not None:
+                by_slot.setdefault(clip.slot, []).append((clip.audio_index, clip.reference, clip.transcript))
+        for slot, record in enumerate(out):
+            if not record.live:
+                continue
+            quality = score(self.asr_model, sorted(by_slot.get(slot, [])))
+            filtered = HIGH_WER if quality.wer is not None and quality.wer > self.config.wer_threshold else None
+            out[slot] = dataclasses.replace(record, quality=quality, filtered=filtered)
+        return out
+
+    def _transcribe_all(self, pending: list[_Clip], out: list[Record]) -> None:
+        """Fill in each clip's transcript, batching clips of similar length; a batch that fails fails its
+        records (and their clips in later batches are skipped)."""
+        order = sorted(pending, key=lambda c: len(c.samples))  # stable: ties keep record order
+        size = self.config.batch_size
+        for start in range(0, len(order), size):
+            chunk = [c for c in order[start:start + size] if out[c.slot].live]
+            if not chunk:
+                continue
+            try:
+                answers = self.transcribe([c.samples for c in chunk])
+            except AlignDataError:
+                raise  # the model cannot be used at all: stop the build with its message
+            except Exception as exc:  # one failed forward pass fails the records it held, not the shard
+                for c in chunk:
+                    out[c.slot] = fail(out[c.slot], self.name, "asr_failed", f"{type(exc).__name__}: {exc}")
+                continue
+            if len(answers) != len(chunk):
+                raise RuntimeError(f"the transcriber returned {len(answers)} texts for {len(chunk)} clips")
+            for clip, text in zip(chunk, answers, strict=True):
+                clip.transcript = text
+            self._usage["asr_batches"] += 1
+            self._usage["asr_clips"] += len(chunk)
+            self._usage["asr_audio_ms"] += sum(len(c.samples) for c in chunk) // 16
+
+
+class TargetChecksStage(Stage):
+    """Filter records whose targets fail one of ``quality.target_filters`` (reason ``target_<check>``)."""
+
+    name: ClassVar[str] = "target_checks"
+    reads: ClassVar[tuple[str, ...]] = ("targets",)
+    writes: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config: QualityConfig):
+        self.filters = tuple(config.target_filters)
+
+    def process(self, record: Record) -> Record:
+        failed = [check for check in check_record(record) if check in self.filters]
+        return dataclasses.replace(record, filtered=f"target_{failed[0]}") if failed else record

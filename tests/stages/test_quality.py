@@ -1,0 +1,288 @@
+"""Quality stage: text normalization and WER, batching and the WER filter (fake ASR), target checks, and the real
+whisper-base round trip on espeak-ng speech (slow)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import subprocess
+import typing
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from align_data.config import QualityConfig, build_config_from_dict
+from align_data.errors import AlignDataError
+from align_data.schemas import AudioClip, ErrorInfo, Record, Segment, SourceRef, Target
+from align_data.stages.quality import QualityStage, TargetChecksStage, asr_gate, target_checks
+from align_data.stages.quality.checks import TARGET_CHECKS, check_target
+from align_data.stages.quality.normalize import normalize_words, wer, word_errors
+from align_data.stages.quality.stage import HIGH_WER, TOO_LONG, score
+from align_data.stages.tts.audio import encode_flac, to_mono_16k
+
+RATE = 16000
+
+
+# --- normalization and WER -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, words", [
+    ("Hello, World!", ["hello", "world"]),
+    ("The 12 bus came at 6:45.", ["the", "twelve", "bus", "came", "at", "six", "forty", "five"]),
+    ("In 1612 and 1905, 2,500 people", ["in", "sixteen", "twelve", "and", "nineteen", "oh", "five", "two",
+                                         "thousand", "five", "hundred", "people"]),
+    ("$5 or 50% on the 21st", ["five", "dollars", "or", "fifty", "percent", "on", "the", "twenty", "first"]),
+    ("It's 3.5 km—don't", ["its", "three", "point", "five", "km", "dont"]),
+    ("the harbour's colour", ["the", "harbors", "color"]),
+    ("rock & roll / blues", ["rock", "and", "roll", "blues"]),
+    ("Café  déjà-vu", ["café", "déjà", "vu"]),
+    ("105 007", ["one", "hundred", "five", "zero", "zero", "seven"]),
+])
+def test_normalize_words(text, words):
+    assert normalize_words(text) == words
+
+
+def test_word_errors_counts_substitutions_deletions_insertions():
+    assert word_errors(["a", "b", "c"], ["a", "b", "c"]) == 0
+    assert word_errors(["a", "b", "c"], ["a", "x", "c"]) == 1
+    assert word_errors(["a", "b", "c"], ["a", "c"]) == 1
+    assert word_errors(["a", "b", "c"], ["a", "b", "c", "d", "e"]) == 2
+    assert word_errors([], ["a"]) == 1 and word_errors(["a", "b"], []) == 2
+
+
+def test_wer_compares_after_the_same_normalization_on_both_sides():
+    assert wer("Fifteen minutes late, she said.", "15 minutes late she said") == (0.0, 0, 5)
+    rate, errors, ref = wer("The cat sat on the mat", "the cat sat on a hat")
+    assert (errors, ref) == (2, 6) and rate == pytest.approx(2 / 6)
+    assert wer("", "noise")[0] == 1.0 and wer("", "")[0] == 0.0
+
+
+def test_record_wer_weights_clips_by_their_words():
+    q = score("m", [(0, "one two three four five six seven eight", "one two three four five six seven eight"),
+                    (1, "nine ten", "something else entirely")])
+    assert [c.wer for c in q.clips] == [0.0, 1.5]
+    assert q.wer == pytest.approx(3 / 10)  # 3 errors over 10 reference words, not the mean 0.75
+
+
+# --- the stage with a fake transcriber -------------------------------------------------------------------------
+
+def _clip(seconds: float, seed: int = 0) -> AudioClip:
+    samples = (0.1 * np.random.default_rng(seed).standard_normal(int(seconds * RATE))).astype(np.float32)
+    return AudioClip(encode_flac(samples, RATE), RATE, samples.size)
+
+
+def _record(rid: str, spans: list[tuple[str, float]], task: str = "interleaved") -> Record:
+    text = " ".join(t for t, _ in spans)
+    segments, start = [], 0
+    for i, (span, _) in enumerate(spans):
+        segments.append(Segment("speech", span, start, start + len(span), i))
+        start += len(span) + 1
+    return Record(id=rid, shard_id=0, source=SourceRef("t", rid, 0), text=text, task=task,
+                  segments=tuple(segments), audio=tuple(_clip(s, i) for i, (_, s) in enumerate(spans)))
+
+
+class FakeASR:
+    """Answers by clip length (each test clip has its own), and records the batches it was given."""
+
+    def __init__(self, answers: dict[int, str], fail_on: int | None = None):
+        self.answers, self.fail_on, self.batches = answers, fail_on, []
+
+    def __call__(self, clips):
+        lengths = [len(c) for c in clips]
+        self.batches.append(lengths)
+        if self.fail_on in lengths:
+            raise RuntimeError("out of memory")
+        return [self.answers[n] for n in lengths]
+
+
+def test_stage_batches_by_length_records_quality_and_filters_with_a_reason():
+    good = _record("good", [("The alarm rang at seven", 1.3), ("and the kitchen was dark", 1.1)])
+    bad = _record("bad", [("Rain fell all afternoon over the town", 1.7)])
+    done = Record(id="done", shard_id=0, source=SourceRef("t", "x", 0), text="x",
+                  error=ErrorInfo("tts", "tts_silent", "silent"))
+    asr = FakeASR({int(1.3 * RATE): "the alarm rang at 7", int(1.1 * RATE): "and the kitchen was dark",
+                   int(1.7 * RATE): "brain felt a lot of tea"})
+    stage = QualityStage(QualityConfig(enabled=True, wer_threshold=0.5, batch_size=2), transcribe=asr, asr_model="fake")
+    out = stage([good, bad, done])
+    assert asr.batches == [[int(1.1 * RATE), int(1.3 * RATE)], [int(1.7 * RATE)]]  # sorted by length, <= 2 each
+    assert out[0].live and out[0].quality.wer == 0.0
+    assert [(c.audio_index, c.asr_text, c.wer) for c in out[0].quality.clips] == [
+        (0, "the alarm rang at 7", 0.0), (1, "and the kitchen was dark", 0.0)]
+    assert out[1].filtered == HIGH_WER and out[1].quality.wer > 0.5  # keeps its measures with its reason
+    assert out[1].quality.clips[0].asr_text == "brain felt a lot of tea"
+    assert out[2] is done  # failed records pass through untouched
+    assert stage.take_usage() == {"asr_clips": 3, "asr_batches": 2, "asr_audio_ms": 4100}
+
+
+def test_threshold_decides_what_is_filtered():
+    record = _record("r", [("one two three four", 1.0)])
+    asr = FakeASR({RATE: "one two three for"})  # WER 0.25
+    assert QualityStage(QualityConfig(wer_threshold=0.25), transcribe=asr)([record])[0].live
+    assert QualityStage(QualityConfig(wer_threshold=0.2), transcribe=asr)([record])[0].filtered == HIGH_WER
+
+
+def test_a_failed_batch_fails_only_its_records():
+    records = [_record("a", [("alpha beta", 1.0)]), _record("b", [("gamma delta", 2.0)])]
+    asr = FakeASR({RATE: "alpha beta", 2 * RATE: "gamma delta"}, fail_on=2 * RATE)
+    out = QualityStage(QualityConfig(batch_size=1), transcribe=asr)(records)
+    assert out[0].live and out[0].quality.wer == 0.0
+    assert out[1].error.stage == "quality" and out[1].error.kind == "asr_failed"
+    assert "out of memory" in out[1].error.message
+
+
+def test_clip_over_the_window_is_filtered_and_bad_audio_is_an_error():
+    long = _record("long", [("a long clip", 3.0)])
+    broken = _record("broken", [("broken clip", 1.0)])
+    broken = dataclasses.replace(broken, audio=(AudioClip(b"not flac", RATE, 10),))
+    asr = FakeASR({})
+    out = QualityStage(QualityConfig(), transcribe=asr, max_samples=2 * RATE)([long, broken])
+    assert out[0].filtered == TOO_LONG and out[1].error.kind == "bad_audio"
+    assert asr.batches == []  # nothing left to transcribe
+
+
+def test_stages_only_when_configured():
+    assert asr_gate(QualityConfig()) == [] and target_checks(QualityConfig()) == []
+    assert [s.name for s in asr_gate(QualityConfig(enabled=True))] == ["quality"]
+    assert [s.name for s in target_checks(QualityConfig(target_filters=["echo"]))] == ["target_checks"]
+
+
+def test_config_fields_are_documented_and_strict():
+    for name, field in QualityConfig.model_fields.items():
+        assert field.description, name
+    allowed = typing.get_args(typing.get_args(QualityConfig.model_fields["target_filters"].annotation)[0])
+    assert set(allowed) == set(TARGET_CHECKS) - {"empty"}  # empty answers are already errors of the targets stage
+    with pytest.raises(AlignDataError, match="quality.target_filters"):
+        build_config_from_dict({"sources": [{"name": "x", "path": "x"}], "quality": {"target_filters": ["rude"]}})
+    with pytest.raises(AlignDataError, match="quality.wer_treshold"):
+        build_config_from_dict({"sources": [{"name": "x", "path": "x"}], "quality": {"wer_treshold": 0.3}})
+
+
+# --- target checks ---------------------------------------------------------------------------------------------
+
+def _target(response: str, task: str = "continuation", finish: str = "stop", prompt: str = "Continue the text.",
+            prompt_id: str = "continue") -> Target:
+    return Target(task, prompt_id, prompt, response, "m", "b", finish)
+
+
+TEXT = "Maya filled the kettle and waited by the window for the first light."
+
+
+@pytest.mark.parametrize("response, failed", [
+    ("She made tea and watched the sun rise over the hills.", ()),
+    ("", ("empty",)),
+    ("Maya filled the kettle and waited by the window.", ("echo",)),
+    ("Then Maya filled the kettle and waited by the window.", ("echo",)),  # one new word is still an echo
+    ("The sun came up and Maya filled the kettle again.", ()),
+    ("She waited and waited, and then she waited no more.", ()),
+    ("and then and then and then and then", ("repeated_ngrams",)),
+    ("El perro corre en el parque con su dueño cada mañana.", ("non_english",)),
+    ("Собака бежит по парку", ("non_english",)),
+    ("kettle, window, light, morning", ()),  # a keyword list is not judged by function words
+])
+def test_check_target(response, failed):
+    assert check_target(_target(response), TEXT, None) == failed
+
+
+def test_over_length_and_translation_prompts():
+    assert check_target(_target("She made tea and", finish="length"), TEXT, None) == ("over_length",)
+    french = _target("Maya remplit la bouilloire et attendit près de la fenêtre.", task="translate",
+                     prompt="Translate the text into French.", prompt_id="translate-1")
+    assert check_target(french, TEXT, None) == ()  # not English, but English was not asked
+
+
+def test_description_echo_is_judged_against_the_seed_transcript():
+    seed = '[00:00:00 - 00:00:03]: "Maya filled the kettle" (Gender: Female, Accent: American, Pitch: high)'
+    copy = _target('00:00:00 - 00:00:03: "Maya filled the kettle" (Gender: Female, Accent: American, Pitch: high)',
+                   task="description")
+    answer = _target("A woman with an American accent says that Maya filled the kettle.", task="description")
+    assert "echo" in check_target(copy, "Maya filled the kettle", seed)
+    assert check_target(answer, "Maya filled the kettle", seed) == ()
+
+
+def test_target_checks_stage_filters_only_the_configured_checks():
+    def rec(response: str) -> Record:
+        return Record(id=response[:5], shard_id=0, source=SourceRef("t", "d", 0), text=TEXT, task="continuation",
+                      targets=(_target(response),))
+    loop, echo = rec("and then and then and then and then"), rec("Maya filled the kettle and waited by the window.")
+    out = TargetChecksStage(QualityConfig(target_filters=["repeated_ngrams"]))([loop, echo])
+    assert out[0].filtered == "target_repeated_ngrams" and out[1].live
+
+
+# --- a whole build with a fake Whisper: counts add up, filtered records carry their reason ----------------------
+
+class _SilentWhisper:
+    """Stands in for WhisperTranscriber: hears nothing, so every clip has WER 1."""
+
+    def __init__(self, model, device, language, threads):
+        self.name, self.max_samples = "silent", 30 * RATE
+
+    def transcribe(self, clips):
+        return ["" for _ in clips]
+
+
+@pytest.mark.parametrize("threshold, filtered", [(0.5, True), (1.0, False)])
+def test_build_with_the_gate_keeps_counts_and_reasons(tmp_path, corpus_file, monkeypatch, threshold, filtered):
+    import datasets
+
+    from align_data.pipeline.build import build
+    from align_data.pipeline.validate import validate_build
+    from align_data.stages.quality import asr
+    from tests.conftest import make_config
+
+    monkeypatch.setattr(asr, "WhisperTranscriber", _SilentWhisper)
+    config = make_config(corpus_file, interleave={"task_weights": {"interleaved": 1.0}},
+                         quality={"enabled": True, "wer_threshold": threshold})
+    out = tmp_path / "out"
+    m = build(config, out).manifest
+    assert m["rows"] + m["errors"] + m["filtered"] == m["candidates"]
+    assert m["stage_order"].index("quality") < m["stage_order"].index("targets")  # no LLM call for a filtered clip
+    gated = m["stages"]["quality"]["total"]
+    assert gated > 0 and m["stages"]["quality"]["usage"]["asr_clips"] >= gated
+    assert validate_build(out) == []
+    lines = [json.loads(line) for p in sorted((out / "filtered").glob("*.jsonl")) for line in p.read_text().splitlines()]
+    high = [line for line in lines if line["kind"] == HIGH_WER]
+    if filtered:
+        assert m["rows"] == 0 and m["stages"]["quality"]["filtered"] == {HIGH_WER: gated}
+        assert len(high) == gated and all(line["stage"] == "quality" for line in high)
+    else:
+        assert m["rows"] == gated and not high
+        rows = [r for p in sorted((out / "shards").glob("*.parquet")) for r in pq.read_table(p).to_pylist()]
+        for row in rows:
+            speech = [s for s in row["segments"] if s["modality"] == "speech"]
+            assert row["quality"]["asr_model"] == "silent" and row["quality"]["wer"] == 1.0
+            assert [c["audio_index"] for c in row["quality"]["clips"]] == [s["audio_index"] for s in speech]
+        ds = datasets.load_dataset("parquet", data_files=str(out / "shards/*.parquet"), split="train")
+        assert ds[0]["quality"]["wer"] == 1.0
+
+
+# --- the real whisper-base round trip ---------------------------------------------------------------------------
+
+def _espeak(text: str, tmp_path: Path, voice: str = "en-us") -> AudioClip:
+    import soundfile as sf
+
+    wav = tmp_path / "clip.wav"
+    subprocess.run(["espeak-ng", "-v", voice, "-s", "150", "-w", str(wav), text], check=True)
+    samples, rate = sf.read(wav, dtype="float32")
+    samples = to_mono_16k(samples, rate)
+    return AudioClip(encode_flac(samples, RATE), RATE, samples.size)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+def test_real_whisper_clean_clip_low_mismatched_transcript_high(tmp_path):
+    spoken = "The quick brown fox jumps over the lazy dog."
+    clip = _espeak(spoken, tmp_path)
+
+    def record(rid: str, reference: str) -> Record:
+        return Record(id=rid, shard_id=0, source=SourceRef("t", rid, 0), text=reference, task="continuation",
+                      segments=(Segment("speech", reference, 0, len(reference), 0),), audio=(clip,))
+
+    stage = QualityStage(QualityConfig(enabled=True, wer_threshold=0.5, batch_size=4, device="cpu"))
+    clean, mismatched = stage([record("clean", spoken),
+                               record("wrong", "Scientists measured the temperature of the lake every morning.")])
+    assert clean.live and clean.quality.wer <= 0.25, clean.quality
+    assert mismatched.filtered == HIGH_WER and mismatched.quality.wer >= 0.8, mismatched.quality
+    assert clean.quality.clips[0].asr_text == mismatched.quality.clips[0].asr_text  # the same audio, heard once each
+    assert clean.quality.asr_model == "whisper-base (embedded)"
