@@ -17,7 +17,8 @@ from align_data.pipeline.validate import validate_build
 from tests.conftest import TINY_CORPUS
 
 ROOT = Path(__file__).resolve().parents[2]
-TIMING = {"seconds", "created_unix", "stage_seconds", "sidecar_sha256"}  # wall-clock facts, not data
+# facts about how a run went, not data: wall-clock times, and LLM usage (a resumed run answers from the cache)
+TIMING = {"seconds", "created_unix", "stage_seconds", "sidecar_sha256", "usage"}
 
 CONFIG = """
 seed = 0
@@ -84,7 +85,7 @@ def _strip(value):
 
 
 def assert_same_corpus(a: Path, b: Path) -> None:
-    """Every data file byte-identical; sidecars and manifest identical but for wall-clock timings."""
+    """Every data file byte-identical; sidecars and manifest identical but for timings and LLM usage counts."""
     files_a = sorted(str(p.relative_to(a)) for d in ("shards", "errors", "filtered") for p in (a / d).rglob("*"))
     files_b = sorted(str(p.relative_to(b)) for d in ("shards", "errors", "filtered") for p in (b / d).rglob("*"))
     assert files_a == files_b
