@@ -36,13 +36,14 @@ $(VENV)/.installed: pyproject.toml
 setup: system-deps $(VENV)/.installed  ## create .venv with everything the demo and tests need
 	$(BIN)/align-data prepare
 
-demo: setup  ## build the demo corpus, inspect and validate it, train a few adapter steps, evaluate
+demo: setup  ## build the demo corpus, inspect and validate it, train a few adapter steps, evaluate, report
 	$(BIN)/align-data build configs/demo.toml --out $(DEMO_OUT) --overwrite
 	$(BIN)/align-data inspect $(DEMO_OUT)
 	$(BIN)/align-data inspect $(DEMO_OUT) --shard 0 --rows 3
 	$(BIN)/align-data validate $(DEMO_OUT)
 	$(BIN)/align-data train $(DEMO_OUT) --out $(DEMO_OUT)/adapter --steps 6 --overwrite
 	$(BIN)/align-data eval $(DEMO_OUT) --ckpt $(DEMO_OUT)/adapter --max-examples 8
+	$(BIN)/align-data report $(DEMO_OUT)
 
 $(VENV)/.installed-tts: $(VENV)/.installed
 	# the optional neural TTS backends, so their tests run too (piper is GPL-3.0: test env only)

@@ -265,9 +265,10 @@ class QualityConfig(_Model):
     model: str = Field("embedded", description="'embedded' = the prepared whisper-base (`align-data prepare`), or "
                                                "an HF Whisper folder (save_pretrained layout; relative paths are "
                                                "relative to the config file).")
-    wer_threshold: float = Field(0.6, ge=0, description="Filter a record when its WER (word errors / reference "
+    wer_threshold: float = Field(0.8, ge=0, description="Filter a record when its WER (word errors / reference "
                                                         "words over all its clips, after normalization) is above "
-                                                        "this. whisper-base on espeak-ng speech: median ~0.1.")
+                                                        "this. whisper-base on espeak-ng demo speech: clip WER median "
+                                                        "0.25, p90 0.7; above 0.8 a transcript is mostly garbled.")
     batch_size: int = Field(8, ge=1, description="Clips transcribed per forward pass (grouped by length).")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto' = the GPU when torch sees one.")
     threads: int | None = Field(None, ge=1, description="torch CPU threads per worker (default: torch's choice).")

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 RELATIVE_TOLERANCE = 0.10
 NOISE_SIGMAS = 2.0

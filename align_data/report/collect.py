@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -39,7 +39,7 @@ class Histogram:
         self.counts = np.zeros(len(self.edges) - 1, dtype=np.int64)
 
     @classmethod
-    def linear(cls, start: float, stop: float, step: float) -> "Histogram":
+    def linear(cls, start: float, stop: float, step: float) -> Histogram:
         return cls(np.arange(start, stop + step / 2, step))
 
     def add(self, values: Iterable[float]) -> None:
@@ -84,6 +84,7 @@ class CorpusStats:
     snr_missing: int = 0
     wer_by_backend: dict[str, Histogram] = field(default_factory=lambda: _histograms(0, 2, 0.05))
     rows_with_quality: int = 0
+    asr_models: Counter = field(default_factory=Counter)
     target_words_by_task: dict[str, Histogram] = field(default_factory=lambda: _histograms(0, 120, 2))
     targets_by_task: Counter = field(default_factory=Counter)
     checks: Counter = field(default_factory=Counter)  # (target task, check) -> targets failing it
@@ -122,6 +123,7 @@ class CorpusStats:
         quality = row.get("quality")
         if quality:
             self.rows_with_quality += 1
+            self.asr_models[quality["asr_model"]] += 1
             self.wer_by_backend[backend].add(c["wer"] for c in quality["clips"] or ())
         for raw in row.get("targets") or ():
             target = Target(**raw)

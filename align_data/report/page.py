@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from html import escape
-from typing import Iterable, Mapping, Sequence
 
 from align_data.report.balance import Share
 
@@ -41,8 +41,9 @@ def render(title: str, totals: Mapping[str, object], warnings: Sequence[str], sh
            checks: Mapping[str, Mapping[str, int]], check_notes: str, balance_notes: str,
            quality: Mapping[str, object], plots: Mapping[str, str]) -> str:
     """The whole page. ``checks`` is {target task: {check: count}} with a 'targets' count per task."""
-    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title>"
-             f"<style>{_STYLE}</style></head><body>", f"<h1>{escape(title)}</h1>"]
+    head = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title>"
+            f"<style>{_STYLE}</style></head><body>")
+    parts = [head, f"<h1>{escape(title)}</h1>"]
     parts.append(_table(["", ""], totals.items()))
     parts.append("<h2>Warnings</h2>")
     if warnings:

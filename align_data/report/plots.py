@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Callable, Mapping
 
 import numpy as np
 
@@ -140,7 +140,7 @@ def _shards(path: Path, shards: list[dict]) -> None:
         ax.bar(ids, errors, bottom=rows + filtered, label="errors", color="#c44e52")
         ax.set_xlabel("shard")
         ax.set_ylabel("records")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     else:
         _empty(ax, "no complete shards")
     ax.set_title("Records per shard")

@@ -37,9 +37,10 @@ class Report:
         """A one-screen text summary for the terminal."""
         m, s = self.manifest, self.stats
         errors, filtered = reasons(m)
-        lines = [f"{m['rows']} rows, {m['errors']} errors, {m['filtered']} filtered from {m['candidates']} segments; "
-                 f"{m['audio_seconds'] / 3600:.3f} h audio in {s.clips} clips; {m['complete_shards']}/"
-                 f"{m['planned_shards']} shards",
+        totals = (f"{m['rows']} rows, {m['errors']} errors, {m['filtered']} filtered from {m['candidates']} "
+                  f"segments; {m['audio_seconds'] / 3600:.3f} h audio in {s.clips} clips; {m['complete_shards']}/"
+                  f"{m['planned_shards']} shards")
+        lines = [totals,
                  "tasks: " + ", ".join(f"{k} {v}" for k, v in sorted(s.tasks.items())),
                  "clip s: " + _spread(s.clip_seconds) + "   words/s: " + _spread(s.words_per_second)]
         if s.rows_with_quality:
@@ -124,6 +125,7 @@ def write_report(out_dir: str | Path) -> Report:
         quality = {"enabled": quality_cfg.get("enabled", False), "model": quality_cfg.get("model", "-"),
                    "WER threshold": quality_cfg.get("wer_threshold", "-"),
                    "rows with a quality column": stats.rows_with_quality,
+                   "ASR model in rows": ", ".join(f"{k} ({v})" for k, v in sorted(stats.asr_models.items())) or "-",
                    "clip WER": _merged_wer(stats) if stats.rows_with_quality else "n/a",
                    "filtered as high_wer": manifest.get("stages", {}).get("quality", {}).get("filtered", {})
                    .get("high_wer", 0)}

@@ -286,3 +286,19 @@ def test_real_whisper_clean_clip_low_mismatched_transcript_high(tmp_path):
     assert mismatched.filtered == HIGH_WER and mismatched.quality.wer >= 0.8, mismatched.quality
     assert clean.quality.clips[0].asr_text == mismatched.quality.clips[0].asr_text  # the same audio, heard once each
     assert clean.quality.asr_model == "whisper-base (embedded)"
+
+
+def test_quality_column_round_trips_and_old_rows_read_as_none():
+    from align_data.schemas import SCHEMA_VERSION, records_to_table
+    from align_data.schemas.arrow import record_from_row, record_to_row
+
+    record = dataclasses.replace(_record("r", [("one two", 1.0)]),
+                                 quality=score("whisper", [(0, "one two", "one too")]))
+    table = records_to_table([record], "hash")
+    assert table.schema.field("quality").nullable and SCHEMA_VERSION == "1.2"
+    back = record_from_row(table.to_pylist()[0])
+    assert back.quality == record.quality and back.quality.clips[0].asr_text == "one too"
+    old = record_to_row(record)
+    del old["quality"]  # a row of a 1.1 shard
+    assert record_from_row(old).quality is None
+    assert records_to_table([dataclasses.replace(record, quality=None)], "h").to_pylist()[0]["quality"] is None

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import fcntl
+import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -38,6 +41,19 @@ def resolve_whisper(value: str) -> Path:
     return path
 
 
+class _DropLengthNotice(logging.Filter):
+    """Whisper's generate restores its 448-token max_length, so every call would log that max_new_tokens wins."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "seem to have been set. `max_new_tokens` will take precedence" not in record.getMessage()
+
+
+def _quiet_generate_log() -> None:
+    log = logging.getLogger("transformers.generation.utils")
+    if not any(isinstance(f, _DropLengthNotice) for f in log.filters):
+        log.addFilter(_DropLengthNotice())
+
+
 def pick_device(setting: str) -> str:
     import torch
 
@@ -59,6 +75,7 @@ class WhisperTranscriber:
 
         if threads:
             torch.set_num_threads(threads)
+        _quiet_generate_log()
         path = resolve_whisper(model)
         self.name = "whisper-base (embedded)" if model == "embedded" else path.name
         self.device = pick_device(device)
@@ -90,10 +107,14 @@ class WhisperTranscriber:
         window = min(max(longest / SAMPLE_RATE + TAIL_S, MIN_WINDOW_S), self.max_samples / SAMPLE_RATE)
         frames = int(np.ceil(window * SAMPLE_RATE / extractor.hop_length))
         frames += frames % 2  # the encoder's second convolution has stride 2
+        generation = copy.deepcopy(self.model.generation_config)
+        generation.max_length = None  # the cap below replaces Whisper's 448-token limit
+        generation.max_new_tokens = min(int(TOKENS_PER_SECOND * longest / SAMPLE_RATE) + 10, 440)
+        generation.do_sample, generation.num_beams = False, 1
         with torch.inference_mode():
             hidden = encode_short(self.model.model.encoder, features[:, :, :frames].to(self.device, self.dtype))
             ids = self.model.generate(
-                encoder_outputs=BaseModelOutput(last_hidden_state=hidden), language=self.language,
-                task="transcribe", do_sample=False, num_beams=1,
-                max_new_tokens=min(int(TOKENS_PER_SECOND * longest / SAMPLE_RATE) + 10, 440))
+                encoder_outputs=BaseModelOutput(last_hidden_state=hidden), generation_config=generation,
+                attention_mask=torch.ones(hidden.shape[:2], dtype=torch.long, device=self.device),
+                language=self.language, task="transcribe")
         return [t.strip() for t in self.processor.tokenizer.batch_decode(ids, skip_special_tokens=True)]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, ClassVar, Sequence
+from collections.abc import Callable, Sequence
+from typing import ClassVar
 
 import numpy as np
 
@@ -105,7 +106,7 @@ class QualityStage(Stage):
             except RecordError as exc:
                 out[slot] = fail(record, self.name, exc.kind, str(exc))
                 continue
-            except Exception as exc:  # an undecodable clip fails its record, not the shard
+            except Exception as exc:  # noqa: BLE001 -- an undecodable clip fails its record, not the shard
                 out[slot] = fail(record, self.name, "bad_audio", f"{type(exc).__name__}: {exc}")
                 continue
             pending.extend(_Clip(slot, i, text, samples) for i, text, samples in clips)
@@ -141,7 +142,7 @@ class QualityStage(Stage):
                 answers = self.transcribe([c.samples for c in chunk])
             except AlignDataError:
                 raise  # the model cannot be used at all: stop the build with its message
-            except Exception as exc:  # one failed forward pass fails the records it held, not the shard
+            except Exception as exc:  # noqa: BLE001 -- a failed forward pass fails the records it held, not the shard
                 for c in chunk:
                     out[c.slot] = fail(out[c.slot], self.name, "asr_failed", f"{type(exc).__name__}: {exc}")
                 continue
