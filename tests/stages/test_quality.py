@@ -148,6 +148,18 @@ def test_stages_only_when_configured():
     assert [s.name for s in target_checks(QualityConfig(target_filters=["echo"]))] == ["target_checks"]
 
 
+def test_build_stages_put_the_gate_before_the_llm_and_the_checks_after(corpus_file):
+    from align_data.pipeline.stages import build_stages, check_chain
+    from tests.conftest import make_config
+
+    plain = [s.name for s in build_stages(make_config(corpus_file))]
+    assert "quality" not in plain and "target_checks" not in plain
+    stages = build_stages(make_config(corpus_file, quality={"enabled": True, "target_filters": ["echo"]}))
+    names = [s.name for s in stages]
+    assert names.index("paralinguistics") < names.index("quality") < names.index("targets") < names.index("target_checks")
+    check_chain(stages)  # what each reads is written before it
+
+
 def test_config_fields_are_documented_and_strict():
     for name, field in QualityConfig.model_fields.items():
         assert field.description, name
