@@ -161,7 +161,7 @@ def draw_all(folder: Path, stats: CorpusStats, manifest: dict, reasons: Mapping[
          lambda p: _grouped(p, stats.f0_by_gender, "f0 by gender", "Hz", "no f0 measured")),
         ("snr.png", f"SNR of rows mixed with noise ({stats.snr_missing} rows without noise have none)",
          lambda p: _single(p, stats.snr_db, "SNR", "dB", "no noise mixed (acoustics.noise_prob = 0)")),
-        ("wer_by_backend.png", "Whisper round-trip WER per clip, by TTS backend",
+        ("wer_by_backend.png", "Whisper round-trip WER per clip of the kept rows, by TTS backend",
          lambda p: _grouped(p, stats.wer_by_backend, "WER by backend", "WER", no_quality)),
         ("target_length_by_task.png", "Target length in words, by target task",
          lambda p: _grouped(p, stats.target_words_by_task, "Target length by task", "words", "no targets")),
