@@ -98,6 +98,10 @@ def preflight(config: BuildConfig) -> None:
         from align_data.stages.targets.transformers_client import resolve_model
 
         resolve_model(config.llm.model)  # prepares the embedded model once, on the driver
+    if config.quality.enabled:  # the ASR gate's Whisper: prepared once here, a bad path fails now
+        from align_data.stages.quality.asr import resolve_whisper
+
+        resolve_whisper(config.quality.model)
 
 
 def _progress(total: int):

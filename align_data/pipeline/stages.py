@@ -130,7 +130,7 @@ def run_shard(spec: ShardSpec, config: BuildConfig, source: SourceStage, stages:
 
 
 # Which Ray actor pool runs a stage in the "split" layout (stages not named here run in "speech").
-STAGE_GROUPS = {"targets": "llm"}
+STAGE_GROUPS = {"targets": "llm", "target_checks": "llm"}
 
 
 def group_of(stage: Stage) -> str:

@@ -102,3 +102,10 @@ def test_full_disk_fails_cleanly_and_leaves_no_shard_looking_complete(tmp_path, 
     monkeypatch.undo()  # space again: resume finishes the build
     summary = build(cfg, out, resume=True)
     assert summary.skipped == len(complete) and validate_build(out) == []
+
+
+def test_a_bad_whisper_path_stops_the_build_before_any_shard(tmp_path, corpus_file):
+    cfg = make_config(corpus_file, quality={"enabled": True, "model": str(tmp_path / "no-whisper")})
+    with pytest.raises(AlignDataError, match="not an HF Whisper folder"):
+        build(cfg, tmp_path / "out")
+    assert not (tmp_path / "out" / "shards").exists()
