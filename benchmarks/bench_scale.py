@@ -42,6 +42,14 @@ def _build(tmp: Path, name: str, overrides: list[str], runner: str, limit: int, 
     return {"wall": wall, "rows": m["rows"], "stages": m["stage_seconds"]}
 
 
+def _corpus(tmp: Path, docs: int) -> Path:
+    """The demo corpus repeated until it has ``docs`` documents (duplicates are filtered per shard only)."""
+    corpus = tmp / f"corpus{docs}.txt"
+    text = (ROOT / "examples/demo_corpus.txt").read_text().strip()
+    corpus.write_text("\n\n".join([text] * (docs // 40 + 1)) + "\n")
+    return corpus
+
+
 def layouts(tmp: Path, docs: int) -> None:
     runs = {
         "local": ([INTERLEAVED], "local"),
@@ -49,7 +57,8 @@ def layouts(tmp: Path, docs: int) -> None:
         "ray fused x2": ([INTERLEAVED, "runner.num_workers=2"], "ray"),
         "ray split 1+1": ([INTERLEAVED, 'runner.layout="split"'], "ray"),
     }
-    results = {name: _build(tmp, name.replace(" ", "_"), o, r, docs) for name, (o, r) in runs.items()}
+    corpus = _corpus(tmp, docs)
+    results = {name: _build(tmp, name.replace(" ", "_"), o, r, docs, corpus) for name, (o, r) in runs.items()}
     for name, r in results.items():
         print(f"  {name:14s} {r['wall']:6.1f}s wall  {r['rows']:4d} rows  {r['rows'] / r['wall']:.2f} rows/s")
     rate = {k: v["rows"] / v["wall"] for k, v in results.items()}
@@ -81,9 +90,7 @@ def peak_rss(tmp: Path, docs: int, runner: str, corpus: Path) -> float:
 
 
 def memory(tmp: Path, docs: int) -> None:
-    corpus = tmp / "corpus10x.txt"
-    text = (ROOT / "examples/demo_corpus.txt").read_text().strip()
-    corpus.write_text("\n\n".join([text] * (10 * docs // 40 + 1)) + "\n")
+    corpus = _corpus(tmp, 10 * docs)
     for runner, role in (("local", "worker (local runner)"), ("ray", "driver (Ray runner)")):
         small, large = peak_rss(tmp, docs, runner, corpus), peak_rss(tmp, 10 * docs, runner, corpus)
         print(f"  {role:22s} {docs:3d} docs {small:6.0f} MB, {10 * docs:3d} docs {large:6.0f} MB "
@@ -92,7 +99,7 @@ def memory(tmp: Path, docs: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--docs", type=int, default=12, help="documents for the layout comparison (0: skip)")
+    parser.add_argument("--docs", type=int, default=120, help="documents for the layout comparison (0: skip)")
     parser.add_argument("--llm-docs", type=int, default=4, help="documents for the job with LLM targets (0: skip)")
     parser.add_argument("--mem-docs", type=int, default=6, help="N for the memory comparison, also run with 10×N (0: skip)")
     args = parser.parse_args()
