@@ -7,15 +7,14 @@ export, like the trainer, only reads shards through ``schemas``.
 from __future__ import annotations
 
 import gzip
-import hashlib
-import io
 import json
 import os
-import tarfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import IO, Any
+
+from align_data.files import sha256_file
 
 TMP_MARK = ".tmp-"
 
@@ -72,14 +71,6 @@ def json_document(obj: Any) -> bytes:
     return (json.dumps(obj, sort_keys=True, ensure_ascii=False, indent=1) + "\n").encode()
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def describe_files(root: Path, rel_paths: list[str]) -> dict[str, dict[str, Any]]:
     """{relative path: {sha256, bytes}} for files under ``root``: what a completion marker records."""
     return {rel: {"sha256": sha256_file(root / rel), "bytes": (root / rel).stat().st_size}
@@ -95,17 +86,6 @@ def verify_files(root: Path, files: dict[str, dict[str, Any]]) -> str | None:
         if path.stat().st_size != meta["bytes"] or sha256_file(path) != meta["sha256"]:
             return f"{rel} does not match its recorded sha256"
     return None
-
-
-def add_tar_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    """A tar member with fixed metadata (mtime 0, uid 0, no names): equal data gives equal archives."""
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    info.mtime = 0
-    info.mode = 0o644
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    tar.addfile(info, io.BytesIO(data))
 
 
 @contextmanager

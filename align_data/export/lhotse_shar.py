@@ -25,13 +25,13 @@ from align_data.export.base import (
     speech_clips,
 )
 from align_data.export.files import (
-    add_tar_member,
     atomic_file,
     discard,
     gzip_stream,
     json_line,
 )
 from align_data.export.source import SourceCorpus
+from align_data.files import add_tar_member
 from align_data.schemas import Record
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import os
 import tarfile
@@ -14,6 +12,7 @@ from typing import IO, Iterator
 
 import pyarrow.parquet as pq
 
+from align_data.files import add_tar_member, sha256_file  # noqa: F401 (sha256_file: used by manifest/validate)
 from align_data.pipeline.faults import crash_point
 from align_data.pipeline.stages import ShardResult
 from align_data.schemas import SCHEMA_VERSION, Record, records_to_table
@@ -48,14 +47,6 @@ def atomic_file(path: Path) -> Iterator[IO[bytes]]:
         os.close(dir_fd)
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def record_json(record: Record) -> dict:
     """The record as JSON for the WebDataset sample (audio bytes live in the .flac members)."""
     row = record_to_row(record)
@@ -63,24 +54,14 @@ def record_json(record: Record) -> dict:
     return row
 
 
-def _tar_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    info.mtime = 0
-    info.mode = 0o644
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    tar.addfile(info, io.BytesIO(data))
-
-
 def write_tar(handle: IO[bytes], rows: list[Record]) -> None:
     """WebDataset tar: ``<key>.json`` then ``<key>.flac`` (first clip) and ``<key>.<i>.flac`` (clip i>0)."""
     with tarfile.open(fileobj=handle, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         for record in rows:
             meta = json.dumps(record_json(record), sort_keys=True, ensure_ascii=False).encode()
-            _tar_member(tar, f"{record.id}.json", meta)
+            add_tar_member(tar, f"{record.id}.json", meta)
             for i, clip in enumerate(record.audio):
-                _tar_member(tar, f"{record.id}.flac" if i == 0 else f"{record.id}.{i}.flac", clip.flac)
+                add_tar_member(tar, f"{record.id}.flac" if i == 0 else f"{record.id}.{i}.flac", clip.flac)
 
 
 def _jsonl(lines: list[dict]) -> bytes:
