@@ -178,8 +178,10 @@ def run_ray(config: BuildConfig, out_dir: str, specs: list[ShardSpec],
                     pool.load[pool.actors.index(actor)] -= 1
                 try:
                     sidecar_json, error = ray.get(ref)
-                except ray.exceptions.RayActorError as exc:  # the actor or its node died: start the shard again
-                    pool.drop(actor)
+                except (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError) as exc:
+                    # the actor or its node died, or took the previous pool's records with it: start again
+                    if isinstance(exc, ray.exceptions.RayActorError):
+                        pool.drop(actor)
                     attempts[spec.shard_id] += 1
                     if attempts[spec.shard_id] < config.runner.max_shard_attempts:
                         queue.appendleft(spec)
