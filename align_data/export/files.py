@@ -1,48 +1,19 @@
 """Output files of an export: atomic and deterministic (no timestamps, sorted keys, fixed tar/gzip headers).
 
-The build's ``pipeline.writers.atomic_file`` is not imported: importing ``pipeline`` loads every stage, and the
-export, like the trainer, only reads shards through ``schemas``.
+Atomic writes come from ``align_data.files`` (shared with the build), not ``pipeline``: importing ``pipeline``
+loads every stage, and the export, like the trainer, only reads shards through ``schemas``.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
-import os
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from align_data.files import sha256_file
-
-TMP_MARK = ".tmp-"
-
-
-def _tmp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
-
-
-@contextmanager
-def atomic_file(path: Path, fsync: bool = True) -> Iterator[IO[bytes]]:
-    """Write to a hidden temporary sibling, then rename over ``path``: readers never see a half-written file.
-
-    ``fsync=False`` is for the many small audio files of a shard: their durability is checked instead by the
-    shard's completion marker, which lists every file's sha256 and is verified before a resumed export skips it.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(path)
-    try:
-        with open(tmp, "wb") as handle:
-            yield handle
-            if fsync:
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
+from align_data.files import TMP_MARK, atomic_file, sha256_file
 
 def discard(stack: ExitStack) -> None:
     """Close the files opened with ``atomic_file`` in ``stack`` without moving any of them into place."""

@@ -12,6 +12,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from align_data.errors import AlignDataError
+from align_data.files import sha256_file
 from align_data.schemas import Record, check_schema_version, record_from_row
 from align_data.schemas.arrow import META_CONFIG_HASH, META_SCHEMA_VERSION
 from align_data.schemas.record import TASKS
@@ -112,17 +113,9 @@ def check_tasks(corpus: SourceCorpus, tasks: list[str] | None) -> tuple[str, ...
     return tuple(sorted(set(wanted)))
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def iter_records(corpus: SourceCorpus, shard: SourceShard, batch_rows: int = BATCH_ROWS) -> Iterator[Record]:
     """The shard's rows in order, ``batch_rows`` at a time, after checking its bytes against the sidecar."""
-    if _sha256(shard.parquet) != shard.sha256:
+    if sha256_file(shard.parquet) != shard.sha256:
         raise AlignDataError(f"{shard.parquet} does not match the sha256 in its sidecar: the build is damaged; "
                              "run `align-data validate` and rebuild that shard")
     pf = pq.ParquetFile(shard.parquet)

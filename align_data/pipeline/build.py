@@ -12,12 +12,12 @@ from pathlib import Path
 
 from align_data.config import BuildConfig
 from align_data.errors import AlignDataError, ServiceUnavailable
-from align_data.pipeline.faults import crash_point
+from align_data.faults import crash_point
+from align_data.files import TMP_MARK, atomic_file
 from align_data.pipeline.manifest import load_sidecar, verify_shard, write_manifest
 from align_data.pipeline.plan import ShardSpec, plan_shards
 from align_data.pipeline.runners import run_local, run_ray
 from align_data.pipeline.stages import build_stages, check_chain
-from align_data.pipeline.writers import atomic_file
 
 OWNED = ("shards", "errors", "filtered", "manifest.json", "config.json", "plan.json")
 
@@ -68,7 +68,7 @@ def remove_temp_files(out: Path) -> list[Path]:
     """Delete the temporary files of writes that a killed process left (never seen by readers: the
     shard they belonged to has no sidecar yet, so it is redone)."""
     leftovers = [p for folder in (out, out / "shards", out / "errors", out / "filtered") if folder.is_dir()
-                 for p in folder.glob(".*.tmp-*")]
+                 for p in folder.glob(f".*{TMP_MARK}*")]
     for path in leftovers:
         path.unlink(missing_ok=True)
     return leftovers

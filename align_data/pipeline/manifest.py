@@ -8,8 +8,9 @@ from collections import Counter
 from pathlib import Path
 
 from align_data import __version__
-from align_data.pipeline.faults import crash_point
-from align_data.pipeline.writers import atomic_file, sha256_file, shard_name
+from align_data.faults import crash_point
+from align_data.files import atomic_file, sha256_file
+from align_data.pipeline.writers import shard_name
 from align_data.schemas import SCHEMA_VERSION
 from align_data.schemas.sidecar import ShardSidecar, StageCounts
 

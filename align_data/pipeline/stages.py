@@ -12,7 +12,7 @@ from pathlib import Path
 from align_data.config import BuildConfig
 from align_data.errors import AlignDataError
 from align_data.pipeline.plan import ShardSpec
-from align_data.pipeline.faults import crash_point
+from align_data.faults import crash_point
 from align_data.pipeline.reader import read_documents
 from align_data.schemas import ErrorInfo, Record, SourceRef
 from align_data.schemas.sidecar import StageCounts

@@ -12,7 +12,8 @@ import pyarrow.parquet as pq
 
 from align_data.errors import AlignDataError
 from align_data.pipeline.manifest import load_sidecar, verify_shard
-from align_data.pipeline.writers import sha256_file, shard_name
+from align_data.files import sha256_file
+from align_data.pipeline.writers import shard_name
 from align_data.schemas.arrow import META_SCHEMA_VERSION, check_schema_version
 
 DURATION_TOLERANCE_S = 0.01

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import tarfile
 from collections import Counter
-from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 import pyarrow.parquet as pq
 
-from align_data.files import add_tar_member, sha256_file  # noqa: F401 (sha256_file: used by manifest/validate)
-from align_data.pipeline.faults import crash_point
+from align_data.faults import crash_point
+from align_data.files import add_tar_member, atomic_file, sha256_file
 from align_data.pipeline.stages import ShardResult
 from align_data.schemas import SCHEMA_VERSION, Record, records_to_table
 from align_data.schemas.arrow import record_to_row
@@ -22,29 +20,6 @@ from align_data.schemas.sidecar import ShardSidecar, error_line
 
 def shard_name(shard_id: int) -> str:
     return f"{shard_id:05d}"
-
-
-@contextmanager
-def atomic_file(path: Path) -> Iterator[IO[bytes]]:
-    """Write to a temporary sibling, fsync, then rename over ``path``; nothing half-written is ever seen."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        crash_point("write:before_rename")
-        os.replace(tmp, path)
-        crash_point("write:after_rename")
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def record_json(record: Record) -> dict:

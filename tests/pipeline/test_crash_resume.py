@@ -12,7 +12,7 @@ import pytest
 
 from align_data.config import load_build_config
 from align_data.pipeline.build import build
-from align_data.pipeline.faults import CRASH_AT, CRASH_MARKER
+from align_data.faults import CRASH_AT, CRASH_MARKER
 from align_data.pipeline.validate import validate_build
 from tests.conftest import TINY_CORPUS
 

@@ -85,12 +85,12 @@ class _FillingDisk:
 
 
 def test_full_disk_fails_cleanly_and_leaves_no_shard_looking_complete(tmp_path, corpus_file, monkeypatch):
-    from align_data.pipeline import writers
+    from align_data import files  # atomic_file, where every build file is opened
 
     cfg = make_config(corpus_file, interleave={"task_weights": {"interleaved": 1.0}}, shards={"docs_per_shard": 1})
     out = tmp_path / "out"
     disk = _FillingDisk(budget=120_000)  # config, plan and about one shard fit
-    monkeypatch.setattr(writers, "open", disk.open, raising=False)
+    monkeypatch.setattr(files, "open", disk.open, raising=False)
     failed = build(cfg, out).failed  # the CLI exits 1 and says: rerun with --resume
     assert failed and all("No space left on device" in message for message in failed.values())
     complete = [sid for sid in range(3) if load_sidecar(out, sid) is not None]

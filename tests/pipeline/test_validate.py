@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 from pathlib import Path
@@ -15,7 +14,7 @@ from typer.testing import CliRunner
 from align_data.cli import app
 from align_data.pipeline.build import build
 from align_data.pipeline.validate import validate_build
-from align_data.pipeline.writers import sha256_file
+from align_data.files import sha256_file
 from align_data.schemas.arrow import META_SCHEMA_VERSION
 
 
