@@ -11,9 +11,7 @@ opens them from the working directory: run it from OUT, or export with ``--absol
 
 from __future__ import annotations
 
-from contextlib import ExitStack
 from pathlib import Path
-from typing import IO
 
 from align_data.errors import AlignDataError
 from align_data.export.base import (
@@ -24,34 +22,18 @@ from align_data.export.base import (
     is_single_clip,
     speech_clips,
 )
-from align_data.export.files import (
-    AudioTree,
-    atomic_file,
-    discard,
-    json_document,
-    json_line,
-    write_bytes,
-)
-from align_data.export.nemo_manifest import PARTS, merge_parts
+from align_data.export.files import json_document, json_line, write_bytes
+from align_data.export.parts import JsonlPartsShard, merge_parts
 from align_data.export.source import SourceCorpus
 from align_data.schemas import Record
 
 
-class BlspShard:
-    """One source shard → FLAC files and per-(split, prompt) jsonl parts."""
+class BlspShard(JsonlPartsShard):
+    """One source shard → FLAC files and per-(split, prompt) jsonl parts, and the instructions it met."""
 
     def __init__(self, out: Path, shard_id: int, options: ExportOptions, corpus: SourceCorpus) -> None:
-        self.out, self.shard_id = out, shard_id
-        self.audio = AudioTree(out, shard_id, options.absolute_paths)
-        self.stack = ExitStack()
-        self.parts: dict[str, IO[bytes]] = {}
+        super().__init__(out, shard_id, options, corpus)
         self.instructions: dict[str, str] = {}
-
-    def _part(self, name: str) -> IO[bytes]:
-        if name not in self.parts:
-            rel = f"{PARTS}/{name}/{self.shard_id:05d}.jsonl"
-            self.parts[name] = self.stack.enter_context(atomic_file(self.out / rel))
-        return self.parts[name]
 
     def add(self, record: Record, tally: Tally) -> None:
         if not is_single_clip(record):
@@ -72,13 +54,6 @@ class BlspShard:
                     "transcript": clip.transcript, "duration": clip.duration_s}
             self._part(f"{record.split}/{target.prompt_id}").write(json_line(line))
         tally.exported(record, items=len(record.targets))
-
-    def close(self) -> list[str]:
-        self.stack.close()
-        return self.audio.written + [f"{PARTS}/{name}/{self.shard_id:05d}.jsonl" for name in self.parts]
-
-    def abort(self) -> None:
-        discard(self.stack)
 
     def info(self) -> dict:
         return {"instructions": dict(sorted(self.instructions.items()))}

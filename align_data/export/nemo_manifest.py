@@ -12,9 +12,7 @@ one path, not a list, so multi-audio manifests should be exported with ``--absol
 
 from __future__ import annotations
 
-from contextlib import ExitStack
 from pathlib import Path
-from typing import IO
 
 from align_data.export.base import (
     ExportFormat,
@@ -24,18 +22,12 @@ from align_data.export.base import (
     is_single_clip,
     speech_clips,
 )
-from align_data.export.files import (
-    AudioTree,
-    atomic_file,
-    concat_files,
-    discard,
-    json_line,
-)
+from align_data.export.files import json_line
+from align_data.export.parts import JsonlPartsShard, merge_parts
 from align_data.export.source import SourceCorpus
 from align_data.schemas import Record, Target
 
 AUDIO_LOCATOR = "|audio|"
-PARTS = "progress/parts"
 
 
 def voice_fields(record: Record) -> dict:
@@ -62,20 +54,8 @@ def interleaved_context(record: Record, target: Target, paths: dict[int, str],
     return context, audio, seconds
 
 
-class NemoShard:
+class NemoShard(JsonlPartsShard):
     """One source shard → FLAC files in the audio tree and per-split manifest parts."""
-
-    def __init__(self, out: Path, shard_id: int, options: ExportOptions, corpus: SourceCorpus) -> None:
-        self.out, self.shard_id = out, shard_id
-        self.audio = AudioTree(out, shard_id, options.absolute_paths)
-        self.stack = ExitStack()
-        self.parts: dict[str, IO[bytes]] = {}
-
-    def _part(self, name: str) -> IO[bytes]:
-        if name not in self.parts:
-            rel = f"{PARTS}/{name}/{self.shard_id:05d}.jsonl"
-            self.parts[name] = self.stack.enter_context(atomic_file(self.out / rel))
-        return self.parts[name]
 
     def add(self, record: Record, tally: Tally) -> None:
         if not record.targets:
@@ -97,31 +77,6 @@ class NemoShard:
                 line.update(audio_filepath=audio, duration=seconds, text=record.text, context=context)
                 self._part(f"{record.split}_multi_audio").write(json_line(line))
         tally.exported(record, items=len(record.targets))
-
-    def close(self) -> list[str]:
-        self.stack.close()
-        return self.audio.written + [f"{PARTS}/{name}/{self.shard_id:05d}.jsonl" for name in self.parts]
-
-    def abort(self) -> None:
-        discard(self.stack)
-
-    def info(self) -> dict:
-        return {}
-
-
-def merge_parts(out: Path, markers: list[dict], suffix: str = ".jsonl") -> list[str]:
-    """Concatenate each manifest's per-shard parts, in shard order, into ``OUT/<name><suffix>``."""
-    names: dict[str, list[str]] = {}
-    for marker in markers:
-        for rel in marker["files"]:
-            if rel.startswith(f"{PARTS}/"):
-                names.setdefault(rel[len(PARTS) + 1:].rsplit("/", 1)[0], []).append(rel)
-    written = []
-    for name, parts in sorted(names.items()):
-        dest = f"{name}{suffix}"
-        concat_files(out, parts, out / dest)
-        written.append(dest)
-    return written
 
 
 def finalize(out: Path, corpus: SourceCorpus, options: ExportOptions, markers: list[dict]) -> list[str]:
