@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from align_data.config import BuildConfig
+from align_data.config import ActorPoolConfig, BuildConfig
 from align_data.errors import AlignDataError, ServiceUnavailable
 from align_data.pipeline.plan import ShardSpec
 from align_data.pipeline.stages import ShardResult, apply_stages, build_stages, stage_groups, start_shard
@@ -56,7 +56,7 @@ def _ray_init(config: BuildConfig) -> None:
                  num_cpus=max(os.cpu_count() or 1, int(wanted + 0.999)))
 
 
-def _check_placeable(name: str, spec: "PoolSpec") -> None:
+def _check_placeable(name: str, spec: ActorPoolConfig) -> None:
     """Fail at once, naming what is missing, when no node of the cluster can hold one actor of a pool."""
     import ray
 
@@ -106,10 +106,10 @@ def _pools(config: BuildConfig, out_dir: str, n_specs: int) -> list[_Pool]:
     config_json = config.model_dump(mode="json")
     runner = config.runner
     if runner.layout == "fused":
-        groups = [("all", PoolSpec(min(runner.num_workers, n_specs), runner.cpus_per_worker, 0.0, runner.resources))]
+        groups = [("all", ActorPoolConfig(actors=min(runner.num_workers, n_specs), num_cpus=runner.cpus_per_worker,
+                                          resources=runner.resources))]
     else:
-        names = [name for name, _ in stage_groups(build_stages(config))]
-        groups = [(name, PoolSpec.of(getattr(runner, name))) for name in names]
+        groups = [(name, getattr(runner, name)) for name, _ in stage_groups(build_stages(config))]
     for name, spec in groups:
         _check_placeable(name, spec)
     pools = []
@@ -128,18 +128,6 @@ def _pools(config: BuildConfig, out_dir: str, n_specs: int) -> list[_Pool]:
             pool.add()
         pools.append(pool)
     return pools
-
-
-@dataclass(frozen=True)
-class PoolSpec:
-    actors: int
-    num_cpus: float
-    num_gpus: float
-    resources: dict
-
-    @classmethod
-    def of(cls, pool) -> "PoolSpec":
-        return cls(pool.actors, pool.num_cpus, pool.num_gpus, pool.resources)
 
 
 def run_ray(config: BuildConfig, out_dir: str, specs: list[ShardSpec],
