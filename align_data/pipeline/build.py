@@ -85,8 +85,9 @@ def check_writable(out: Path) -> None:
         raise AlignDataError(f"cannot write to the output folder {out}: {exc.strerror or exc}") from exc
 
 
-def preflight(config: BuildConfig) -> None:
-    """Fail in the first second: stage chain, packages, engines, and the LLM model folder."""
+def preflight(config: BuildConfig) -> list[str]:
+    """Fail in the first second: stage chain, packages, engines, and the LLM model folder. Returns the stage
+    names in pipeline order."""
     stages = build_stages(config)
     check_chain(stages)
     from align_data.stages.tts.stage import engine_for
@@ -102,6 +103,7 @@ def preflight(config: BuildConfig) -> None:
         from align_data.stages.quality.asr import resolve_whisper
 
         resolve_whisper(config.quality.model)
+    return ["source"] + [stage.name for stage in stages]
 
 
 def _progress(total: int):
@@ -120,7 +122,7 @@ def build(config: BuildConfig, out: str | Path, *, runner: str | None = None, li
     out = Path(out)
     kind = runner or config.runner.kind
     prepare_out_dir(out, config, resume, overwrite)
-    preflight(config)
+    stage_order = preflight(config)
     specs = plan_shards(config, limit)
     if not specs:
         raise AlignDataError("the plan is empty: the sources have no documents (or --limit is 0)")
@@ -168,8 +170,7 @@ def build(config: BuildConfig, out: str | Path, *, runner: str | None = None, li
         bar.close()
     sidecars = [sc for spec in specs if (sc := load_sidecar(out, spec.shard_id)) is not None]
     try:
-        order = ["source"] + [stage.name for stage in build_stages(config)]  # the pipeline's order, for inspect
-        summary.manifest = write_manifest(out, config_hash, plan, sidecars, summary.failed, order)
+        summary.manifest = write_manifest(out, config_hash, plan, sidecars, summary.failed, stage_order)
     except OSError as exc:
         raise AlignDataError(f"could not write {out / 'manifest.json'}: {exc}; free space (or fix "
                              "permissions) and rerun with --resume") from exc
