@@ -29,6 +29,10 @@ def source_format(source: SourceConfig) -> str:
                          "set format = \"txt\" | \"jsonl\" | \"parquet\" | \"hf\"")
 
 
+class UnparsableSource(AlignDataError):
+    """The source's files exist but ``datasets`` could not load them (or the hub dataset is unreachable)."""
+
+
 def open_source(source: SourceConfig) -> Any:
     """The source as an HF ``Dataset`` (memory-mapped Arrow; rows are not loaded into RAM)."""
     import datasets
@@ -53,8 +57,8 @@ def open_source(source: SourceConfig) -> Any:
     except AlignDataError:
         raise
     except Exception as exc:  # datasets raises many types for unreachable hubs and bad files
-        raise AlignDataError(f"source {source.name}: could not open {source.path} as {fmt}: "
-                             f"{type(exc).__name__}: {exc}") from exc
+        raise UnparsableSource(f"source {source.name}: could not open {source.path} as {fmt}: "
+                               f"{type(exc).__name__}: {exc}") from exc
     if source.text_column not in ds.column_names:
         raise AlignDataError(f"source {source.name}: no column {source.text_column!r} in {source.path} "
                              f"(columns: {', '.join(ds.column_names)}); set text_column")
@@ -63,9 +67,23 @@ def open_source(source: SourceConfig) -> Any:
     return ds
 
 
-def _broken_jsonl(source: SourceConfig, exc: AlignDataError) -> bool:
-    """A jsonl file that exists but does not parse as a whole: read it line by line instead."""
-    return source_format(source) == "jsonl" and "could not open" in str(exc)
+# jsonl sources this process found unparsable as a whole: read line by line without asking datasets again
+_LINE_BY_LINE: set[tuple[str, str]] = set()
+
+
+def _open_whole(source: SourceConfig) -> Any | None:
+    """The source as a Dataset, or None for a jsonl file that exists but does not parse as a whole (its lines
+    are then read one by one, so one bad line costs one error record, not the source)."""
+    key = (source.name, source.path)
+    if key in _LINE_BY_LINE:
+        return None
+    try:
+        return open_source(source)
+    except UnparsableSource:
+        if source_format(source) != "jsonl":
+            raise
+        _LINE_BY_LINE.add(key)
+        return None
 
 
 def _jsonl_lines(source: SourceConfig) -> Iterator[str]:
@@ -92,23 +110,17 @@ def count_documents(source: SourceConfig) -> int:
     files = sorted(glob.glob(source.path)) if source_format(source) in ("txt", "jsonl") else []
     if files and all(os.path.getsize(f) == 0 for f in files):
         return 0  # empty text files hold no documents (datasets refuses to load them)
-    try:
-        return len(open_source(source))
-    except AlignDataError as exc:
-        if not _broken_jsonl(source, exc):
-            raise
-        return sum(1 for _ in _jsonl_lines(source))
+    ds = _open_whole(source)
+    return len(ds) if ds is not None else sum(1 for _ in _jsonl_lines(source))
 
 
 def read_documents(source: SourceConfig, start: int, stop: int) -> list[Document]:
     """Documents [start, stop) of a source, with their row numbers and ids."""
-    try:
-        ds = open_source(source).select(range(start, stop))
-    except AlignDataError as exc:
-        if not _broken_jsonl(source, exc):
-            raise
+    ds = _open_whole(source)
+    if ds is None:
         lines = itertools.islice(_jsonl_lines(source), start, stop)
         return [_jsonl_document(source, start + i, line) for i, line in enumerate(lines)]
+    ds = ds.select(range(start, stop))
     texts = ds[source.text_column]
     ids = ds[source.id_column] if source.id_column else [str(start + i) for i in range(len(texts))]
     return [Document(dataset=source.name, row=start + i, doc_id=str(doc_id),
