@@ -383,6 +383,17 @@ def _explain(exc: ValidationError, path: str) -> AlignDataError:
     return AlignDataError(f"invalid config {path}:\n" + "\n".join(lines))
 
 
+def _absolute(base: Path, table: Any, *keys: str, keep: tuple[str, ...] = ()) -> None:
+    """Turn the relative paths at ``keys`` of a config table into absolute ones under ``base`` (``~`` is
+    expanded; values in ``keep`` are names, not paths)."""
+    if not isinstance(table, dict):
+        return
+    for key in keys:
+        value = table.get(key)
+        if isinstance(value, str) and value not in keep and not Path(value).is_absolute():
+            table[key] = str((base / Path(value).expanduser()).resolve())  # base / "/home/x" is "/home/x"
+
+
 def load_build_config(path: str | Path, overrides: list[str] = ()) -> BuildConfig:
     """Read a TOML build config, apply overrides, validate; errors name the offending key."""
     path = Path(path)
@@ -399,17 +410,11 @@ def load_build_config(path: str | Path, overrides: list[str] = ()) -> BuildConfi
             p = Path(src["path"])
             if not p.is_absolute() and (path.parent / p).exists():
                 src["path"] = str((path.parent / p).resolve())
-    coqui = data.get("tts", {}).get("coqui") if isinstance(data.get("tts"), dict) else None
-    for key in ("model_path", "config_path"):  # so are the coqui model's
-        if isinstance(coqui, dict) and isinstance(coqui.get(key), str) and not Path(coqui[key]).is_absolute():
-            coqui[key] = str((path.parent / coqui[key]).resolve())
-    llm = data.get("llm")  # and the LLM response cache's
-    if isinstance(llm, dict) and isinstance(llm.get("cache_path"), str) and not Path(llm["cache_path"]).is_absolute():
-        llm["cache_path"] = str((path.parent / llm["cache_path"]).resolve())
-    quality = data.get("quality")  # and a Whisper folder's
-    if isinstance(quality, dict) and isinstance(quality.get("model"), str) and quality["model"] != "embedded" \
-            and not Path(quality["model"]).expanduser().is_absolute():
-        quality["model"] = str((path.parent / quality["model"]).resolve())
+    # so are the coqui model's files, the LLM response cache and a Whisper folder
+    tts = data.get("tts")
+    _absolute(path.parent, tts.get("coqui") if isinstance(tts, dict) else None, "model_path", "config_path")
+    _absolute(path.parent, data.get("llm"), "cache_path")
+    _absolute(path.parent, data.get("quality"), "model", keep=("embedded",))
     try:
         return BuildConfig.model_validate(data)
     except ValidationError as exc:
