@@ -233,20 +233,54 @@ def train(
 
 @app.command("eval")
 def eval_(
-    shards: Path = typer.Argument(..., help="A build folder to evaluate on."),
-    ckpt: Path = typer.Option(..., "--ckpt", help="Checkpoint folder written by `train`."),
-    max_examples: Optional[int] = typer.Option(None, min=1, help="Evaluate at most this many examples."),
-    split: Optional[str] = typer.Option("heldout", help="Only rows of this split (the build's splits.heldout_fraction); pass '' for all rows."),
+    first: Path = typer.Argument(..., help="The checkpoint folder written by `train` (CKPT DIR), or the build "
+                                          "folder when --ckpt names the checkpoint."),
+    second: Optional[Path] = typer.Argument(None, help="The build folder to evaluate on."),
+    ckpt: Optional[Path] = typer.Option(None, "--ckpt", help="Checkpoint folder (the older `eval DIR --ckpt CKPT`)."),
+    split: List[str] = typer.Option(["heldout", "heldout_prompt", "heldout_task"], "--split",
+                                    help="Rows of these splits, each reported apart (repeatable); 'all' = every row."),
+    max_examples: Optional[int] = typer.Option(None, min=1, help="At most this many examples per split."),
+    generate: int = typer.Option(8, min=0, help="Examples per split whose responses are generated and compared "
+                                                "(0 = losses only)."),
+    max_new_tokens: int = typer.Option(32, min=1, help="Greedy decoding budget per response."),
+    baseline: bool = typer.Option(True, "--baseline/--no-baseline",
+                                  help="Also score the untrained adapter of the run's seed (the loss to beat)."),
+    threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads; default: the checkpoint's."),
 ) -> None:
-    """Held-out loss with speech input vs the same examples with the transcript as text."""
-    from align_data.trainer import evaluate
+    """Held-out loss from speech vs transcript, behaviour alignment of generated responses; report beside CKPT."""
+    from align_data.trainer.evaluate import evaluate
+    from align_data.trainer.report import write_report
 
+    if ckpt is not None and second is not None:
+        _fail(AlignDataError("give the checkpoint once: `eval CKPT DIR` or `eval DIR --ckpt CKPT`"))
+    if ckpt is None and second is None:
+        _fail(AlignDataError("missing the build folder: `align-data eval CKPT DIR`"))
+    ckpt_dir, shards = (ckpt, first) if ckpt is not None else (first, second)
     try:
-        result = evaluate(shards, ckpt, split=split or None, max_examples=max_examples)
+        result = evaluate(shards, ckpt_dir, splits=None if "all" in split else split, max_examples=max_examples,
+                          generate=generate, max_new_tokens=max_new_tokens, baseline=baseline, threads=threads)
+        paths = write_report(result, ckpt_dir)
     except AlignDataError as exc:
         _fail(exc)
-    console.print(f"examples {result['examples']}: speech loss {result['speech_loss']:.4f}, "
-                  f"text loss {result['text_loss']:.4f}, gap {result['gap']:.4f}")
+    table = Table("split", "examples", "speech loss", "untrained", "drop", "text loss", "BLEU", "chrF", "cosine")
+    for name, part in [*result["splits"].items(), ("all", result)]:
+        pair = part["alignment"].get("speech_vs_text", {}) if "alignment" in part else {}
+        table.add_row(name, str(part["examples"]), _num(part.get("speech_loss")),
+                      _num(part.get("baseline_speech_loss")), _num(part.get("relative_drop"), pct=True),
+                      _num(part.get("text_loss")), _num(pair.get("bleu"), 1), _num(pair.get("chrf"), 1),
+                      _num(pair.get("cosine"), 3))
+    console.print(table)
+    if "relative_drop" in result:
+        console.print(f"held-out speech loss {result['speech_loss']:.4f} vs {result['baseline_speech_loss']:.4f} with "
+                      f"the untrained adapter: {result['relative_drop']:.1%} lower (step {result['step']})")
+    console.print(f"report: {paths['report']} (+ {', '.join(p.name for k, p in paths.items() if k != 'report')})")
+
+
+def _num(value: Optional[float], digits: int = 4, pct: bool = False) -> str:
+    """A table cell: the number, or '-' when it was not measured."""
+    if value is None:
+        return "-"
+    return f"{value:.1%}" if pct else f"{value:.{digits}f}"
 
 
 @app.command()

@@ -1,32 +1,54 @@
-"""Held-out target loss with speech input vs the same examples with their transcripts as text input."""
+"""Held-out evaluation of an adapter checkpoint, per split and task.
+
+Target loss from speech vs from the transcript as text (the gap BLSP closes), the same speech loss under the
+untrained adapter of the run's seed (what training bought), and behaviour alignment: greedy responses to the
+speech and to the transcript, compared by BLEU, chrF and MiniLM cosine.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
+import pyarrow.parquet as pq
 import torch
 from tqdm import tqdm
 
 from align_data.errors import AlignDataError
 from align_data.trainer.checkpoint import STATE_FILE, load_adapter
 from align_data.trainer.config import TrainConfig
-from align_data.trainer.data import Featurizer, as_transcript, collate, load_examples
+from align_data.trainer.data import Example, Featurizer, as_transcript, collate, load_examples, shard_files
+from align_data.trainer.generate import respond
 from align_data.trainer.loop import torch_threads
-from align_data.trainer.model import FrozenModels, SpeechLM, load_frozen_models, resolve_device
+from align_data.trainer.similarity import SentenceEmbedder, similarity
+from align_data.trainer.model import FrozenModels, SpeechLM, build_adapter, load_frozen_models, resolve_device
+
+# Splits a build writes for rows no training run should see: held-out documents, MTBI phrasings and MTBI tasks.
+HELDOUT_SPLITS = ("heldout", "heldout_prompt", "heldout_task")
 
 
-def evaluate(shards_dir: Path, ckpt_dir: Path, *, split: str | None = None, tasks: list[str] | None = None,
-             max_examples: int | None = None, batch_size: int = 4, device: str = "auto", threads: int | None = None,
-             progress: bool = True, models: FrozenModels | None = None) -> dict[str, Any]:
-    """Mean per-token target loss of a checkpoint on ``shards_dir``, from speech and from transcripts.
+def split_counts(shards_dir: Path) -> dict[str, int]:
+    """Rows per ``split`` tag of a build (reads only that column)."""
+    counts: Counter[str] = Counter()
+    for path in shard_files(shards_dir):
+        counts.update(pq.read_table(path, columns=["split"]).column("split").to_pylist())
+    return dict(sorted(counts.items()))
 
-    ``split`` None reads every row (builds mark all rows "train" unless told otherwise). The gap
-    ``speech_loss - text_loss`` is what alignment training shrinks. ``threads`` None keeps the checkpoint's.
-    Returns totals and a per-task breakdown.
+
+def evaluate(shards_dir: Path, ckpt_dir: Path, *, splits: Iterable[str] | None = None, tasks: list[str] | None = None,
+             max_examples: int | None = None, batch_size: int = 4, generate: int | None = 8,
+             max_new_tokens: int = 32, baseline: bool = True, embedder: SentenceEmbedder | None = None,
+             embed: bool = True, device: str = "auto", threads: int | None = None, progress: bool = True,
+             models: FrozenModels | None = None) -> dict[str, Any]:
+    """Evaluate the checkpoint in ``ckpt_dir`` on the rows of ``splits`` (None: every row) of ``shards_dir``.
+
+    ``max_examples`` and ``generate`` count per split (``generate`` 0 turns generation off, None generates for
+    every example); generated examples alternate between tasks. ``embed`` loads MiniLM for the cosine unless an
+    ``embedder`` is given. ``threads`` None keeps the checkpoint's. Returns totals over the evaluated rows, a
+    ``per_task`` breakdown, one section per split under ``splits``, and the generated responses.
     """
     ckpt_dir = Path(ckpt_dir)
     if not (ckpt_dir / STATE_FILE).is_file():
@@ -34,44 +56,148 @@ def evaluate(shards_dir: Path, ckpt_dir: Path, *, split: str | None = None, task
     saved = json.loads((ckpt_dir / STATE_FILE).read_text(encoding="utf-8"))
     config = TrainConfig.model_validate({**saved["config"], "device": device,
                                          "threads": threads or saved["config"].get("threads")})
+    present = split_counts(shards_dir)
+    wanted = [s for s in (splits if splits is not None else present) if s in present]
+    if not wanted:
+        raise AlignDataError(f"{shards_dir} has no rows of split {', '.join(splits or [])} (rows per split: "
+                             f"{present}); build with splits.heldout_fraction > 0 or MTBI held-out ids, or pass "
+                             "--split train")
     with torch_threads(config.threads):
-        return _evaluate(shards_dir, ckpt_dir, config, saved["step"], split=split, tasks=tasks,
-                         max_examples=max_examples, batch_size=batch_size, progress=progress, models=models)
+        torch_device, dtype = resolve_device(config)
+        models = models or load_frozen_models(config, torch_device, dtype)
+        if generate != 0 and embed and embedder is None:
+            embedder = SentenceEmbedder(device=torch_device)
+        run = _Run(config, models, ckpt_dir, torch_device, baseline, embedder, batch_size, max_new_tokens, progress)
+        sections: dict[str, dict[str, Any]] = {}
+        for split in wanted:
+            examples, counts = load_examples(shards_dir, models.tokenizer, max_target_tokens=config.max_target_tokens,
+                                             tasks=tasks, split=split)
+            examples = examples[:max_examples] if max_examples else examples
+            sections[split] = {**run.split_section(split, examples, generate), "rows": present[split],
+                               "counts": {k: v for k, v in counts.items() if not k.startswith("skipped_split_")}}
+    totals = _loss_summary([s["_sums"] for s in sections.values()])
+    generations = [g for s in sections.values() for g in s.pop("_generations")]
+    for section in sections.values():
+        section.pop("_sums")
+    return {**totals, "step": saved["step"], "checkpoint": str(ckpt_dir), "shards_dir": str(shards_dir),
+            "split_rows": present, "splits": sections,
+            "alignment": _alignment(generations, embedder), "generations": generations,
+            "settings": {"max_examples": max_examples, "generate": generate, "max_new_tokens": max_new_tokens,
+                         "batch_size": batch_size, "baseline": baseline,
+                         "embedding_model": "all-MiniLM-L6-v2" if embedder is not None else None}}
 
 
-def _evaluate(shards_dir: Path, ckpt_dir: Path, config: TrainConfig, step: int, *, split: str | None,
-              tasks: list[str] | None, max_examples: int | None, batch_size: int, progress: bool,
-              models: FrozenModels | None) -> dict[str, Any]:
-    """The body of ``evaluate``, run under the checkpoint's thread count."""
-    torch_device, dtype = resolve_device(config)
-    models = models or load_frozen_models(config, torch_device, dtype)
-    examples, counts = load_examples(shards_dir, models.tokenizer, max_target_tokens=config.max_target_tokens,
-                                     tasks=tasks, split=split)
-    examples = examples[:max_examples] if max_examples else examples
-    model = SpeechLM(models.encoder, load_adapter(ckpt_dir, torch_device), models.lm).eval()
-    featurize = Featurizer(models.extractor, config.max_audio_s)
-    sums: dict[str, dict[str, float]] = defaultdict(lambda: {"speech": 0.0, "text": 0.0, "tokens": 0, "examples": 0})
-    starts = range(0, len(examples), batch_size)
-    for start in tqdm(starts, desc="eval", unit="batch", file=sys.stderr, disable=not progress):
-        chunk = examples[start: start + batch_size]
+class _Run:
+    """The loaded models of one evaluation, applied split by split."""
+
+    def __init__(self, config: TrainConfig, models: FrozenModels, ckpt_dir: Path, device: torch.device,
+                 baseline: bool, embedder: SentenceEmbedder | None, batch_size: int, max_new_tokens: int,
+                 progress: bool) -> None:
+        self.models, self.embedder = models, embedder
+        self.batch_size, self.max_new_tokens, self.progress = batch_size, max_new_tokens, progress
+        self.model = SpeechLM(models.encoder, load_adapter(ckpt_dir, device), models.lm).eval()
+        self.untrained = None
+        if baseline:
+            adapter = build_adapter(models.encoder, models.lm, config.seed).to(device=device, dtype=torch.float32)
+            self.untrained = SpeechLM(models.encoder, adapter, models.lm).eval()
+        self.featurize = Featurizer(models.extractor, config.max_audio_s)
+
+    def split_section(self, split: str, examples: list[Example], generate: int | None) -> dict[str, Any]:
+        """Losses and alignment of one split; ``_sums`` and ``_generations`` are taken out by the caller."""
+        sums = self.losses(split, examples)
+        chosen = _alternate_tasks(examples, generate)
+        generations = [self.generation(split, ex) for ex in tqdm(
+            chosen, desc=f"generate {split}", unit="example", file=sys.stderr, disable=not self.progress)]
+        section = {**_loss_summary([sums]), "alignment": _alignment(generations, self.embedder)}
+        return {**section, "_sums": sums, "_generations": generations}
+
+    def losses(self, split: str, examples: list[Example]) -> dict[str, dict[str, float]]:
+        """Summed target NLL per task: speech input, transcript input, speech under the untrained adapter."""
+        sums: dict[str, dict[str, float]] = defaultdict(Counter)
+        starts = range(0, len(examples), self.batch_size)
+        for start in tqdm(starts, desc=f"eval {split}", unit="batch", file=sys.stderr, disable=not self.progress):
+            chunk = examples[start: start + self.batch_size]
+            speech_batch = collate(chunk, self.featurize)
+            with torch.no_grad():
+                nll = {"speech": self.model.token_nll(speech_batch),
+                       "text": self.model.token_nll(collate([as_transcript(e) for e in chunk], self.featurize))}
+                if self.untrained is not None:
+                    nll["baseline_speech"] = self.untrained.token_nll(speech_batch)
+            offset = 0
+            for ex in chunk:
+                n = len(ex.target_ids)
+                for key, values in nll.items():
+                    sums[ex.task][key] += float(values[offset: offset + n].sum())
+                sums[ex.task]["tokens"] += n
+                sums[ex.task]["examples"] += 1
+                offset += n
+        return sums
+
+    def generation(self, split: str, example: Example) -> dict[str, Any]:
+        """Greedy responses to the speech and to the transcript, with the build's target as reference."""
+        tokenizer = self.models.tokenizer
         with torch.no_grad():
-            speech = model.token_nll(collate(chunk, featurize))
-            text = model.token_nll(collate([as_transcript(e) for e in chunk], featurize))
-        offset = 0
-        for ex in chunk:
-            n = len(ex.target_ids)
-            for key in (ex.task, "all"):
-                sums[key]["speech"] += float(speech[offset: offset + n].sum())
-                sums[key]["text"] += float(text[offset: offset + n].sum())
-                sums[key]["tokens"] += n
-                sums[key]["examples"] += 1
-            offset += n
+            speech = respond(self.model, example, self.featurize, tokenizer, self.max_new_tokens)
+            text = respond(self.model, as_transcript(example), self.featurize, tokenizer, self.max_new_tokens)
+        reference = tokenizer.decode(list(example.target_ids), skip_special_tokens=True).strip()
+        return {"key": example.key, "split": split, "task": example.task, "reference": reference,
+                "speech": speech, "text": text}
 
-    def summary(s: dict[str, float]) -> dict[str, float]:
-        speech_loss, text_loss = s["speech"] / s["tokens"], s["text"] / s["tokens"]
-        return {"speech_loss": speech_loss, "text_loss": text_loss, "gap": speech_loss - text_loss,
-                "tokens": int(s["tokens"]), "examples": int(s["examples"])}
 
-    total = summary(sums.pop("all"))
-    return {**total, "step": step, "per_task": {task: summary(s) for task, s in sorted(sums.items())},
-            "counts": counts}
+def _alternate_tasks(examples: list[Example], limit: int | None) -> list[Example]:
+    """Up to ``limit`` examples taken from each task in turn (first-seen task order), so every task is sampled."""
+    if limit is None:
+        return list(examples)
+    queues: dict[str, list[Example]] = defaultdict(list)
+    for ex in examples:
+        queues[ex.task].append(ex)
+    chosen: list[Example] = []
+    depth = 0
+    while len(chosen) < limit and any(depth < len(q) for q in queues.values()):
+        chosen += [q[depth] for q in queues.values() if depth < len(q)][: limit - len(chosen)]
+        depth += 1
+    return chosen
+
+
+def _summary(s: dict[str, float]) -> dict[str, Any]:
+    """Mean per-token losses of summed NLLs; ``relative_drop`` is how much lower speech is than untrained speech."""
+    tokens = s["tokens"]
+    speech, text = s["speech"] / tokens, s["text"] / tokens
+    out: dict[str, Any] = {"speech_loss": speech, "text_loss": text, "gap": speech - text,
+                           "tokens": int(tokens), "examples": int(s["examples"])}
+    if "baseline_speech" in s:
+        base = s["baseline_speech"] / tokens
+        out.update(baseline_speech_loss=base, relative_drop=(base - speech) / base)
+    return out
+
+
+def _loss_summary(per_task_sums: list[dict[str, dict[str, float]]]) -> dict[str, Any]:
+    """Totals and ``per_task`` summaries of one or more per-task sums (several splits add up)."""
+    merged: dict[str, Counter[str]] = defaultdict(Counter)
+    for sums in per_task_sums:
+        for task, s in sums.items():
+            merged[task].update(s)
+    everything: Counter[str] = Counter()
+    for s in merged.values():
+        everything.update(s)
+    if not everything["tokens"]:
+        return {"examples": 0, "tokens": 0, "per_task": {}}
+    return {**_summary(everything), "per_task": {task: _summary(s) for task, s in sorted(merged.items())}}
+
+
+def _alignment(generations: list[dict[str, Any]], embedder: SentenceEmbedder | None) -> dict[str, Any]:
+    """Similarity of speech responses to text responses (behaviour alignment), and of each to the reference."""
+    if not generations:
+        return {"examples": 0}
+
+    def scores(rows: list[dict[str, Any]]) -> dict[str, Any]:
+        col = {k: [r[k] for r in rows] for k in ("speech", "text", "reference")}
+        return {"examples": len(rows),
+                "speech_vs_text": similarity(col["speech"], col["text"], embedder),
+                "speech_vs_reference": similarity(col["speech"], col["reference"], embedder),
+                "text_vs_reference": similarity(col["text"], col["reference"], embedder)}
+
+    by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in generations:
+        by_task[row["task"]].append(row)
+    return {**scores(generations), "per_task": {task: scores(rows) for task, rows in sorted(by_task.items())}}
