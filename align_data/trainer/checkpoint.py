@@ -13,7 +13,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from align_data.errors import AlignDataError
-from align_data.trainer.model import Adapter
+from align_data.trainer.adapters import SpeechAdapter, adapter_from_metadata
 
 ADAPTER_FILE = "adapter.safetensors"
 OPTIMIZER_FILE = "optimizer.pt"
@@ -48,7 +48,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all([decode(s) for s in state["cuda"]])
 
 
-def save_checkpoint(out_dir: Path, adapter: Adapter, optimizer: torch.optim.Optimizer, step: int,
+def save_checkpoint(out_dir: Path, adapter: SpeechAdapter, optimizer: torch.optim.Optimizer, step: int,
                     state: dict[str, Any]) -> None:
     """Write the adapter, then the optimizer, then trainer_state.json (the marker that the checkpoint is whole)."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -60,8 +60,9 @@ def save_checkpoint(out_dir: Path, adapter: Adapter, optimizer: torch.optim.Opti
     _atomic(out_dir / STATE_FILE, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
-def load_adapter(path: Path, device: str | torch.device = "cpu") -> Adapter:
-    """An Adapter rebuilt from ``adapter.safetensors`` (or a checkpoint folder holding one)."""
+def load_adapter(path: Path, device: str | torch.device = "cpu") -> SpeechAdapter:
+    """The adapter (conv or Q-Former, as its metadata says) rebuilt from ``adapter.safetensors`` (or a checkpoint
+    folder holding one)."""
     path = Path(path)
     if path.is_dir():
         path = path / ADAPTER_FILE
@@ -74,7 +75,7 @@ def load_adapter(path: Path, device: str | torch.device = "cpu") -> Adapter:
                              "pass a `train` output folder") from exc
     if meta.get("format") != "align_data.adapter.v1":
         raise AlignDataError(f"{path}: not an align-data adapter (metadata format {meta.get('format')!r})")
-    adapter = Adapter(int(meta["in_dim"]), int(meta["out_dim"]), layers=int(meta["layers"]), kernel=int(meta["kernel"]))
+    adapter = adapter_from_metadata(meta)
     adapter.load_state_dict(tensors, strict=True)
     return adapter.to(device)
 
@@ -85,7 +86,7 @@ def adapter_step(path: Path) -> int:
         return int((fh.metadata() or {})["step"])
 
 
-def load_checkpoint(out_dir: Path, device: torch.device) -> tuple[dict[str, Any], Adapter, dict[str, Any]]:
+def load_checkpoint(out_dir: Path, device: torch.device) -> tuple[dict[str, Any], SpeechAdapter, dict[str, Any]]:
     """trainer_state, adapter and optimizer state of ``out_dir``, refusing a checkpoint whose files disagree."""
     state_path = out_dir / STATE_FILE
     if not state_path.is_file():

@@ -62,6 +62,14 @@ class Example:
     pieces: tuple[Piece, ...]
     target_ids: tuple[int, ...]
     clips: tuple[bytes, ...]
+    recipe: str = ""  # the row's task (continuation, description, interleaved, mtbi): what task_weights mix
+    clip_samples: tuple[int, ...] = ()  # audio samples of each clip, for length bucketing
+
+    def length(self) -> int:
+        """A sort key for length bucketing: input and target tokens plus one per 2560 audio samples (the conv
+        adapter's output rate at 16 kHz)."""
+        tokens = sum(len(p.ids) if isinstance(p, TextPiece) else 0 for p in self.pieces)
+        return tokens + len(self.target_ids) + sum(self.clip_samples) // 2560
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,9 +131,11 @@ def example_from_record(record: Record, index: int, target: Target, tokenizer: T
     response = ids[-1]
     cut = len(response) >= max_target_tokens
     target_ids = response[:max_target_tokens] if cut else response + (tokenizer.eos_token_id,)
-    clips = tuple(record.audio[i].flac for i in sorted(clip_of, key=clip_of.__getitem__))
+    used = sorted(clip_of, key=clip_of.__getitem__)
+    clips = tuple(record.audio[i].flac for i in used)
     merged = _merge_text(pieces)
-    return Example(f"{record.id}/{index}", target.task, merged, target_ids, clips), cut
+    return Example(f"{record.id}/{index}", target.task, merged, target_ids, clips, record.task or target.task,
+                   tuple(record.audio[i].num_samples for i in used)), cut
 
 
 def _merge_text(pieces: list[Piece]) -> tuple[Piece, ...]:
@@ -152,40 +162,64 @@ def _speech_problem(record: Record) -> str | None:
     return None
 
 
+def usable_targets(record: Record, counts: Counter[str], *, tasks: list[str] | None = None,
+                   split: str | None = None) -> list[int]:
+    """Indices of the row's targets that make training examples, counting rows and targets skipped by reason."""
+    counts["rows"] += 1
+    if split is not None and record.split != split:
+        counts[f"skipped_split_{record.split}"] += 1
+        return []
+    if not record.targets:
+        counts["skipped_no_targets"] += 1
+        return []
+    problem = _speech_problem(record)
+    if problem:
+        counts[f"skipped_{problem}"] += 1
+        return []
+    usable = []
+    for index, target in enumerate(record.targets):
+        if tasks is not None and target.task not in tasks:
+            counts["skipped_task_filter"] += 1
+        elif not target.response.strip():
+            counts["skipped_empty_response"] += 1
+        else:
+            usable.append(index)
+    return usable
+
+
+def record_examples(record: Record, tokenizer: Tokenizer, counts: Counter[str], *, max_target_tokens: int,
+                    tasks: list[str] | None = None, split: str | None = None) -> list[Example]:
+    """The usable (record, target) examples of one row, counting rows and targets skipped by reason."""
+    examples = []
+    for index in usable_targets(record, counts, tasks=tasks, split=split):
+        example, cut = example_from_record(record, index, record.targets[index], tokenizer, max_target_tokens)
+        counts["targets_cut"] += cut
+        examples.append(example)
+    return examples
+
+
+def no_examples_error(shards_dir: Path, counts: dict[str, int], seen_tasks: set[str],
+                      tasks: list[str] | None) -> AlignDataError:
+    """The error for a build that yields nothing to train or evaluate on, naming the tasks it does have."""
+    hint = f" (tasks present: {', '.join(sorted(seen_tasks))})" if tasks is not None and seen_tasks else ""
+    return AlignDataError(f"{shards_dir} has no usable training examples{hint}; counts: {dict(counts)}; "
+                          "check the `tasks` and `split` settings")
+
+
 def load_examples(shards_dir: Path, tokenizer: Tokenizer, *, max_target_tokens: int, tasks: list[str] | None = None,
                   split: str | None = None) -> tuple[list[Example], dict[str, int]]:
-    """Every usable (record, target) pair of a build, and counts of rows/targets skipped by reason."""
+    """Every usable (record, target) pair of a build as a list (evaluation; training streams), and counts of
+    rows/targets skipped by reason."""
     counts: Counter[str] = Counter()
     examples: list[Example] = []
     seen_tasks: set[str] = set()
     for record in read_records(shard_files(shards_dir)):
-        counts["rows"] += 1
-        if split is not None and record.split != split:
-            counts[f"skipped_split_{record.split}"] += 1
-            continue
-        if not record.targets:
-            counts["skipped_no_targets"] += 1
-            continue
-        problem = _speech_problem(record)
-        if problem:
-            counts[f"skipped_{problem}"] += 1
-            continue
-        for index, target in enumerate(record.targets):
-            seen_tasks.add(target.task)
-            if tasks is not None and target.task not in tasks:
-                counts["skipped_task_filter"] += 1
-                continue
-            if not target.response.strip():
-                counts["skipped_empty_response"] += 1
-                continue
-            example, cut = example_from_record(record, index, target, tokenizer, max_target_tokens)
-            counts["targets_cut"] += cut
-            examples.append(example)
+        seen_tasks.update(t.task for t in record.targets)
+        examples += record_examples(record, tokenizer, counts, max_target_tokens=max_target_tokens, tasks=tasks,
+                                    split=split)
     counts["examples"] = len(examples)
     if not examples:
-        hint = f" (tasks present: {', '.join(sorted(seen_tasks))})" if tasks is not None and seen_tasks else ""
-        raise AlignDataError(f"{shards_dir} has no usable training examples{hint}; counts: {dict(counts)}; "
-                             "check the `tasks` and `split` settings")
+        raise no_examples_error(shards_dir, counts, seen_tasks, tasks)
     return examples, dict(counts)
 
 
@@ -236,21 +270,3 @@ def collate(examples: list[Example], featurize: Featurizer) -> Batch:
     return Batch(keys=tuple(ex.key for ex in examples), pieces=tuple(pieces), features=tuple(features),
                  targets=tuple(torch.tensor(ex.target_ids, dtype=torch.long) for ex in examples))
 
-
-class ExampleOrder:
-    """A reshuffled permutation per epoch from (seed, epoch); step s takes stream items [s*B, (s+1)*B)."""
-
-    def __init__(self, count: int, batch_size: int, seed: int) -> None:
-        self.count, self.batch_size, self.seed = count, batch_size, seed
-        self._epochs: dict[int, np.ndarray] = {}
-
-    def _epoch(self, epoch: int) -> np.ndarray:
-        if epoch not in self._epochs:
-            self._epochs = {e: p for e, p in self._epochs.items() if e >= epoch - 1}  # a batch spans ≤ 2 epochs
-            self._epochs[epoch] = np.random.default_rng([self.seed, epoch]).permutation(self.count)
-        return self._epochs[epoch]
-
-    def batch(self, step: int) -> list[int]:
-        """Example indices of 0-based ``step``; a batch may span the end of one epoch and the next."""
-        start = step * self.batch_size
-        return [int(self._epoch(i // self.count)[i % self.count]) for i in range(start, start + self.batch_size)]

@@ -1,4 +1,5 @@
-"""The training loop: AdamW on the adapter only, warmup, clipping, per-step log, atomic resumable checkpoints."""
+"""The training loop: AdamW on the adapter only, gradient accumulation, warmup + cosine/constant schedule, optional
+KL to the text-input distribution, clipping, per-step metrics, atomic checkpoints that resume exactly."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import math
 import resource
 import sys
 import time
+from collections import Counter
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -26,24 +29,36 @@ from align_data.trainer.checkpoint import (
     truncate_log,
 )
 from align_data.trainer.config import RESUMABLE_CHANGES, TrainConfig
-from align_data.trainer.data import ExampleOrder, Featurizer, collate, load_examples
+from align_data.trainer.data import Batch, Featurizer, as_transcript, collate, record_examples
 from align_data.trainer.model import FrozenModels, SpeechLM, build_adapter, load_frozen_models, resolve_device
+from align_data.trainer.step_log import StepLog, check_sinks
+from align_data.trainer.stream import batch_stream, mixture_weights, scan_shards
 
-__all__ = ["train", "load_adapter", "lr_at"]
+__all__ = ["train", "load_adapter", "lr_at", "accumulate"]
 
 log = logging.getLogger(__name__)
 
 
 def lr_at(config: TrainConfig, step: int) -> float:
-    """Learning rate of 1-based ``step``: linear warmup over ``warmup`` steps, then constant (resume-invariant)."""
-    return config.lr * min(1.0, step / (config.warmup + 1))
+    """Learning rate of 1-based ``step``: linear warmup to lr at step warmup+1, then constant, or cosine down to
+    lr×min_lr_ratio at decay_steps (or steps) and flat after; depends only on the config (resume-invariant)."""
+    if step <= config.warmup or config.schedule == "constant":
+        return config.lr * min(1.0, step / (config.warmup + 1))
+    horizon = config.decay_steps or config.steps
+    progress = min(1.0, (step - config.warmup - 1) / max(1, horizon - config.warmup - 1))
+    floor = config.min_lr_ratio
+    return config.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def _check_resumable(saved: dict[str, Any], config: TrainConfig, out_dir: Path) -> None:
     """Refuse to resume with settings that would change what the checkpoint means."""
     old = TrainConfig.model_validate(saved)
     changed = [f"{k}: {getattr(old, k)!r} → {getattr(config, k)!r}" for k in TrainConfig.model_fields
-               if k not in RESUMABLE_CHANGES and getattr(old, k) != getattr(config, k)]
+               if k not in RESUMABLE_CHANGES | {"decay_steps"} and getattr(old, k) != getattr(config, k)]
+    if config.schedule == "cosine" and (old.decay_steps or old.steps) != (config.decay_steps or config.steps):
+        changed.append(f"cosine horizon (decay_steps or steps): {old.decay_steps or old.steps} → "
+                       f"{config.decay_steps or config.steps}; set decay_steps={old.decay_steps or old.steps} to "
+                       "keep the schedule")
     if changed:
         raise AlignDataError(f"{out_dir}: cannot resume with changed settings ({'; '.join(changed)}); use the "
                              "checkpoint's settings or a new --out folder")
@@ -71,18 +86,48 @@ def torch_threads(count: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+@dataclass(frozen=True, slots=True)
+class StepLosses:
+    """Mean per-token loss terms of one optimizer step (over all its micro-batches) and its target tokens."""
+
+    loss: float  # NLL (what eval reports)
+    kl: float | None
+    tokens: int
+
+
+def accumulate(model: SpeechLM, micro: list[Batch], text_micro: list[Batch] | None = None,
+               kl_weight: float = 0.0) -> StepLosses:
+    """Backpropagate one optimizer step's micro-batches: each adds its token sums divided by the step's total
+    target tokens, so the gradient equals that of one batch holding them all."""
+    tokens = sum(len(t) for batch in micro for t in batch.targets)
+    nll_total, kl_total = 0.0, 0.0
+    for i, batch in enumerate(micro):
+        nll, kl = model.token_losses(batch, text_micro[i] if text_micro else None)
+        loss = nll.sum() / tokens
+        if kl is not None:
+            loss = loss + kl_weight * kl.sum() / tokens
+            kl_total += float(kl.detach().sum())
+        if not torch.isfinite(loss):
+            raise AlignDataError(f"the loss is {loss.item()}; lower lr or set grad_clip")
+        loss.backward()
+        nll_total += float(nll.detach().sum())
+    return StepLosses(nll_total / tokens, kl_total / tokens if text_micro else None, tokens)
+
+
 def train(shards_dir: Path, out_dir: Path, config: TrainConfig, *, resume: bool = False, progress: bool = True,
           models: FrozenModels | None = None) -> dict[str, Any]:
     """Train the adapter on a build's shards into ``out_dir``; ``resume`` continues its checkpoint to ``config.steps``.
 
     ``models`` reuses already loaded frozen models (they must be the ones ``config.whisper``/``config.llm`` name).
     Returns steps, start_step, losses (this run), final_loss, seconds_per_step (mean, first step excluded when
-    there are more), trainable_params, examples, counts (rows/targets skipped by reason), peak_rss_mb, out_dir.
+    there are more), trainable_params, examples (usable in the shards), examples_per_recipe, mixture (weights
+    used), counts (rows/targets skipped by reason), peak_rss_mb, out_dir.
     """
     shards_dir, out_dir = Path(shards_dir), Path(out_dir)
     if not resume and (out_dir / STATE_FILE).exists():
         raise AlignDataError(f"{out_dir} already holds a checkpoint; pass --resume to continue it "
                              "or choose a new --out")
+    check_sinks(config.metrics)
     with torch_threads(config.threads):
         return _train(shards_dir, out_dir, config, resume=resume, progress=progress, models=models)
 
@@ -94,14 +139,25 @@ def _train(shards_dir: Path, out_dir: Path, config: TrainConfig, *, resume: bool
     checkpoint = load_checkpoint(out_dir, device) if resume else None
     if checkpoint is not None:
         _check_resumable(checkpoint[0]["config"], config, out_dir)
-    models = models or load_frozen_models(config, device, dtype)
-    examples, counts = load_examples(shards_dir, models.tokenizer, max_target_tokens=config.max_target_tokens,
-                                     tasks=config.tasks, split=config.split)
-    skipped = {k: v for k, v in counts.items() if k.startswith("skipped_") and v}
+        if "data" not in checkpoint[0]:
+            raise AlignDataError(f"{out_dir}: the checkpoint has no data position (written by an older trainer); "
+                                 "train into a new --out folder")
+    index = scan_shards(shards_dir, tasks=config.tasks, split=config.split)
+    mixture = mixture_weights(index, config.task_weights)
+    skipped = {k: v for k, v in index.counts.items() if k.startswith("skipped_") and v}
     if skipped:
-        log.warning("train: %d examples from %d rows; skipped %s", len(examples), counts["rows"], skipped)
-    adapter = checkpoint[1] if checkpoint is not None else build_adapter(models.encoder, models.lm, config.seed)
-    adapter = adapter.to(device=device, dtype=torch.float32)
+        log.warning("train: %d examples from %d rows; skipped %s", index.counts["examples"], index.counts["rows"],
+                    skipped)
+    models = models or load_frozen_models(config, device, dtype)
+
+    def make(record: Any) -> list[Any]:
+        return record_examples(record, models.tokenizer, Counter(), max_target_tokens=config.max_target_tokens,
+                               tasks=config.tasks, split=config.split)
+
+    stream = batch_stream(index, make, task_weights=config.task_weights, batch_size=config.batch_size,
+                          bucket_batches=config.bucket_batches, shuffle_window=config.shuffle_window, seed=config.seed)
+    adapter = checkpoint[1] if checkpoint is not None else build_adapter(models.encoder, models.lm, config.seed, config)
+    adapter = adapter.to(device=device, dtype=torch.float32)  # fp32 master weights, also beside bf16 frozen models
     model = SpeechLM(models.encoder, adapter, models.lm).train()
     params = [p for p in adapter.parameters() if p.requires_grad]
     trainable = sum(p.numel() for p in params)
@@ -111,48 +167,54 @@ def _train(shards_dir: Path, out_dir: Path, config: TrainConfig, *, resume: bool
         state, _, optimizer_state = checkpoint
         optimizer.load_state_dict(optimizer_state)
         set_rng_state(state["rng"])
+        stream.restore(state["data"])
         start = int(state["step"])
         truncate_log(out_dir / LOG_FILE, start)
     else:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / LOG_FILE).unlink(missing_ok=True)
     featurize = Featurizer(models.extractor, config.max_audio_s)
-    order = ExampleOrder(len(examples), config.batch_size, config.seed)
-    meta = {"config": config.model_dump(), "counts": counts, "trainable_params": trainable,
+    meta = {"config": config.model_dump(), "counts": index.counts, "examples_per_recipe": index.examples,
+            "mixture": mixture, "trainable_params": trainable, "adapter": adapter.shape_metadata(),
             "shards_dir": str(shards_dir)}
 
     losses: list[float] = []
     seconds: list[float] = []
     bar = tqdm(total=config.steps, initial=start, unit="step", file=sys.stderr, disable=not progress,
                dynamic_ncols=True, desc="train")
-    with open(out_dir / LOG_FILE, "a", encoding="utf-8") as log_file, bar:
+    with StepLog(out_dir / LOG_FILE, config.metrics, start) as step_log, bar:
         for step in range(start + 1, config.steps + 1):
             began = time.perf_counter()
             lr = lr_at(config, step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            batch = collate([examples[i] for i in order.batch(step - 1)], featurize)
-            loss = model(batch)
-            if not torch.isfinite(loss):
-                raise AlignDataError(f"loss is {loss.item()} at step {step}; lower lr (now {lr:g}) or set grad_clip")
+            drawn = [stream.next() for _ in range(config.grad_accum)]
+            micro = [collate(examples, featurize) for examples in drawn]
+            text_micro = ([collate([as_transcript(e) for e in examples], featurize) for examples in drawn]
+                          if config.kl_weight > 0 else None)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            try:
+                step_losses = accumulate(model, micro, text_micro, config.kl_weight)
+            except AlignDataError as exc:
+                raise AlignDataError(f"step {step} (lr {lr:g}): {exc}") from exc
             limit = config.grad_clip if config.grad_clip is not None else math.inf
             grad_norm = float(torch.nn.utils.clip_grad_norm_(params, limit))
             optimizer.step()
             elapsed = time.perf_counter() - began
-            losses.append(loss.item())
+            count = sum(len(examples) for examples in drawn)
+            losses.append(step_losses.loss)
             seconds.append(elapsed)
-            log_file.write(json.dumps({"step": step, "loss": losses[-1], "lr": lr, "seconds": round(elapsed, 4),
-                                       "grad_norm": grad_norm, "tokens": sum(len(t) for t in batch.targets),
-                                       "examples": list(batch.keys)}) + "\n")
-            log_file.flush()
+            step_log.write({"step": step, "loss": step_losses.loss, "kl": step_losses.kl, "lr": lr,
+                            "seconds": round(elapsed, 4), "grad_norm": grad_norm, "tokens": step_losses.tokens,
+                            "examples_per_s": round(count / elapsed, 3),
+                            "recipes": dict(Counter(e.recipe for examples in drawn for e in examples)),
+                            "examples": [e.key for examples in drawn for e in examples]})
             bar.update(1)
-            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+            bar.set_postfix(loss=f"{step_losses.loss:.4f}", ex_s=f"{count / elapsed:.2f}")
             if progress and step % config.log_every == 0:
-                bar.write(f"step {step}/{config.steps} loss {losses[-1]:.4f} lr {lr:.2e} {elapsed:.2f}s")
+                bar.write(f"step {step}/{config.steps} loss {step_losses.loss:.4f} lr {lr:.2e} {elapsed:.2f}s")
             if step % config.save_every == 0 or step == config.steps:
-                save_checkpoint(out_dir, adapter, optimizer, step, meta)
+                save_checkpoint(out_dir, adapter, optimizer, step, {**meta, "data": stream.state()})
     timed = seconds[1:] if len(seconds) > 1 else seconds
     return {
         "steps": max(start, config.steps),
@@ -161,8 +223,10 @@ def _train(shards_dir: Path, out_dir: Path, config: TrainConfig, *, resume: bool
         "final_loss": losses[-1] if losses else _last_logged_loss(out_dir / LOG_FILE),
         "seconds_per_step": sum(timed) / len(timed) if timed else 0.0,
         "trainable_params": trainable,
-        "examples": len(examples),
-        "counts": counts,
+        "examples": index.counts["examples"],
+        "examples_per_recipe": index.examples,
+        "mixture": mixture,
+        "counts": index.counts,
         "peak_rss_mb": round(_peak_rss_mb(), 1),
         "out_dir": str(out_dir),
     }

@@ -1,8 +1,9 @@
-"""BLSP-style speech LM: frozen Whisper encoder → trainable conv/GLU adapter → frozen causal LM."""
+"""BLSP-style speech LM: frozen Whisper encoder → trainable adapter (conv/GLU or Q-Former) → frozen causal LM."""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,43 +22,9 @@ from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from align_data.errors import AlignDataError
 from align_data.models.whisper import encode_short
+from align_data.trainer.adapters import Adapter, QFormerAdapter, SpeechAdapter
 from align_data.trainer.config import TrainConfig
 from align_data.trainer.data import Batch, SpeechPiece, TextPiece
-
-
-class Adapter(nn.Module):
-    """BLSP adapter: ``layers``× (Conv1d k5 s2 → GLU), 2^layers fewer frames, Linear to the LM width, LayerNorm.
-
-    The LayerNorm output is multiplied by ``out_scale`` (a saved buffer, not trained): the RMS of the LM's
-    input token embeddings, so speech and text enter the LM at the same scale.
-    """
-
-    def __init__(self, in_dim: int, out_dim: int, *, layers: int = 3, kernel: int = 5, out_scale: float = 1.0) -> None:
-        super().__init__()
-        self.in_dim, self.out_dim, self.layers, self.kernel = in_dim, out_dim, layers, kernel
-        self.convs = nn.ModuleList(
-            nn.Conv1d(in_dim, 2 * in_dim, kernel, stride=2, padding=kernel // 2) for _ in range(layers))
-        self.proj = nn.Linear(in_dim, out_dim)
-        self.norm = nn.LayerNorm(out_dim)
-        self.register_buffer("out_scale", torch.tensor(float(out_scale)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(batch, frames, in_dim) → (batch, ceil(frames / 2^layers), out_dim)."""
-        h = x.transpose(1, 2)
-        for conv in self.convs:
-            h = F.glu(conv(h), dim=1)
-        return self.norm(self.proj(h.transpose(1, 2))) * self.out_scale
-
-    def output_frames(self, frames: int) -> int:
-        """How many vectors ``frames`` encoder frames become."""
-        for _ in range(self.layers):
-            frames = (frames + 2 * (self.kernel // 2) - self.kernel) // 2 + 1
-        return frames
-
-    def shape_metadata(self) -> dict[str, str]:
-        """The constructor arguments, as safetensors metadata strings."""
-        return {"in_dim": str(self.in_dim), "out_dim": str(self.out_dim), "layers": str(self.layers),
-                "kernel": str(self.kernel)}
 
 
 @dataclass(slots=True)
@@ -73,7 +40,7 @@ class Assembled:
 class SpeechLM(nn.Module):
     """Frozen Whisper encoder + trainable adapter + frozen causal LM; only the adapter gets gradients."""
 
-    def __init__(self, encoder: WhisperEncoder, adapter: Adapter, lm: PreTrainedModel) -> None:
+    def __init__(self, encoder: WhisperEncoder, adapter: SpeechAdapter, lm: PreTrainedModel) -> None:
         super().__init__()
         self.encoder, self.adapter, self.lm = encoder, adapter, lm
         for frozen in (encoder, lm):
@@ -134,20 +101,53 @@ class SpeechLM(nn.Module):
         labels = torch.cat(batch.targets).to(device)
         return Assembled(embeds, attention_mask, keep, labels)
 
-    def token_nll(self, batch: Batch) -> torch.Tensor:
-        """Negative log-likelihood of every target token (N,), with logits computed only at target positions."""
-        inputs = self.assemble(batch)
-        out = self.lm(inputs_embeds=inputs.embeds, attention_mask=inputs.attention_mask,
-                      logits_to_keep=inputs.keep, use_cache=False)
+    def autocast(self) -> AbstractContextManager[None]:
+        """bf16 autocast when the frozen models are bf16 on a GPU (the adapter's fp32 weights compute in bf16
+        there); nothing otherwise."""
+        dtype = autocast_dtype(self.device, self.lm.get_input_embeddings().weight.dtype)
+        return torch.autocast(self.device.type, dtype=dtype) if dtype is not None else nullcontext()
+
+    def target_logits(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (N, vocab) at the N positions that predict target tokens, and the target ids (N,)."""
+        with self.autocast():
+            inputs = self.assemble(batch)
+            out = self.lm(inputs_embeds=inputs.embeds, attention_mask=inputs.attention_mask,
+                          logits_to_keep=inputs.keep, use_cache=False)
         logits = out.logits.reshape(-1, out.logits.shape[-1])
         if logits.shape[0] != inputs.labels.shape[0]:
             raise RuntimeError(f"the LM returned {logits.shape[0]} logits for {inputs.labels.shape[0]} targets; "
                                "it must support a boolean `logits_to_keep` mask (transformers >= 5)")
-        return F.cross_entropy(logits.float(), inputs.labels, reduction="none")
+        return logits, inputs.labels
+
+    def token_nll(self, batch: Batch) -> torch.Tensor:
+        """Negative log-likelihood of every target token (N,), with logits computed only at target positions."""
+        logits, labels = self.target_logits(batch)
+        return F.cross_entropy(logits.float(), labels, reduction="none")
+
+    def token_losses(self, batch: Batch, text_batch: Batch | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per target token: NLL given ``batch``, and KL(text-input distribution ‖ speech-input distribution) when
+        ``text_batch`` (the same examples with transcripts, see ``as_transcript``) is given (BLSP-Emo)."""
+        logits, labels = self.target_logits(batch)
+        log_probs = F.log_softmax(logits.float(), dim=-1)
+        nll = -log_probs.gather(1, labels.unsqueeze(1)).squeeze(1)
+        if text_batch is None:
+            return nll, None
+        with torch.no_grad():
+            text_logits, text_labels = self.target_logits(text_batch)
+            teacher = F.log_softmax(text_logits.float(), dim=-1)
+        if not torch.equal(text_labels, labels):
+            raise RuntimeError("the text-input batch has other targets than the speech batch")
+        return nll, (teacher.exp() * (teacher - log_probs)).sum(-1)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         """Mean target-token loss of the batch."""
         return self.token_nll(batch).mean()
+
+
+def autocast_dtype(device: torch.device, frozen_dtype: torch.dtype) -> torch.dtype | None:
+    """The autocast dtype for frozen models of ``frozen_dtype`` on ``device``: bf16 on CUDA, none elsewhere (CPU
+    runs fp32: bf16 there was impractically slow)."""
+    return torch.bfloat16 if device.type == "cuda" and frozen_dtype == torch.bfloat16 else None
 
 
 def embedding_rms(lm: PreTrainedModel, sample: int = 8192) -> float:
@@ -215,9 +215,16 @@ def load_frozen_models(config: TrainConfig, device: torch.device, dtype: torch.d
     return FrozenModels(encoder, extractor, lm, tokenizer)
 
 
-def build_adapter(encoder: WhisperEncoder, lm: PreTrainedModel, seed: int) -> Adapter:
-    """A freshly initialised adapter from the encoder width to the LM width, seeded (global RNG untouched)."""
+def build_adapter(encoder: WhisperEncoder, lm: PreTrainedModel, seed: int,
+                  config: TrainConfig | None = None) -> SpeechAdapter:
+    """A freshly initialised adapter of the configured kind (default conv) from the encoder width to the LM width,
+    seeded (global RNG untouched)."""
+    config = config or TrainConfig()
+    dims = encoder.config.d_model, lm.get_input_embeddings().weight.shape[1]
+    scale = embedding_rms(lm)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return Adapter(encoder.config.d_model, lm.get_input_embeddings().weight.shape[1],
-                       out_scale=embedding_rms(lm))
+        if config.adapter == "qformer":
+            return QFormerAdapter(*dims, queries=config.qformer_queries, layers=config.qformer_layers,
+                                  heads=config.qformer_heads, out_scale=scale)
+        return Adapter(*dims, out_scale=scale)

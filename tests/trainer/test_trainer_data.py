@@ -11,7 +11,6 @@ from transformers import AutoTokenizer, WhisperFeatureExtractor
 from align_data.errors import AlignDataError
 from align_data.schemas.arrow import META_SCHEMA_VERSION
 from align_data.trainer.data import (
-    ExampleOrder,
     Featurizer,
     SpeechPiece,
     TextPiece,
@@ -103,11 +102,3 @@ def test_features_keep_real_length_padded_to_16_frames(tiny_build: Path, tokeniz
     [cut] = collate([examples[0]], Featurizer(WhisperFeatureExtractor(feature_size=80), max_audio_s=1.0)).features
     assert cut.shape[1] == 96  # 1 s = 100 frames, cut down to a whole multiple of 16
 
-
-def test_order_is_seeded_and_covers_each_epoch() -> None:
-    order = ExampleOrder(5, 2, seed=3)
-    stream = [i for step in range(5) for i in order.batch(step)]
-    assert sorted(stream[:5]) == sorted(stream[5:]) == list(range(5))
-    assert stream == [i for step in range(5) for i in ExampleOrder(5, 2, seed=3).batch(step)]
-    assert stream != [i for step in range(5) for i in ExampleOrder(5, 2, seed=4).batch(step)]
-    assert order.batch(3) == ExampleOrder(5, 2, seed=3).batch(3)  # a resume needs no history

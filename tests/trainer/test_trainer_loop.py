@@ -92,7 +92,7 @@ def test_warmup_is_linear_then_constant() -> None:
 
 def test_overfitting_two_examples_lowers_the_loss(tiny_build: Path, tmp_path: Path, config: TrainConfig) -> None:
     cfg = config.model_copy(update={"steps": 30, "lr": 3e-3, "tasks": ["continuation", "description"],
-                                    "save_every": 30})
+                                    "save_every": 30, "bucket_batches": 1})
     result = train(tiny_build, tmp_path, cfg, progress=False)
     losses = result["losses"]
     assert result["examples"] == 2
