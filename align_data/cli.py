@@ -194,31 +194,47 @@ def validate(out: Path = typer.Argument(..., help="A build folder.")) -> None:
 
 @app.command()
 def train(
-    shards: Path = typer.Argument(..., help="A build folder (its shards/*.parquet are read)."),
+    shards: Path = typer.Argument(..., help="A build folder (its shards/*.parquet are streamed)."),
     out: Path = typer.Option(..., "--out", "-o", help="Checkpoint folder (adapter.safetensors, optimizer, log)."),
-    steps: int = typer.Option(10, min=1, help="Total optimizer steps."),
-    batch_size: int = typer.Option(2, min=1, help="Examples per step."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint in --out."),
+    config: Optional[Path] = typer.Option(
+        None, "--config", "-c", help="Train settings as TOML: TrainConfig fields at the top level or under \\[train], "
+        "e.g. adapter = \"qformer\", grad_accum = 4, schedule = \"cosine\", kl_weight = 0.5, "
+        "metrics = [\"jsonl\", \"tensorboard\"], task_weights = {continuation = 2, mtbi = 1}. "
+        "--steps/--batch-size and then --set override it; --show-config lists every field."),
+    steps: Optional[int] = typer.Option(None, min=1, help="Total optimizer steps (default: the config's, else 10)."),
+    batch_size: Optional[int] = typer.Option(None, min=1, help="Examples per micro-batch (an optimizer step takes "
+                                             "grad_accum of them) (default: the config's, else 2)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint in --out (model, optimizer, "
+                                "RNG and data position), up to --steps."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete a checkpoint in --out and start over."),
-    set_: List[str] = typer.Option([], "--set", help="Override a TrainConfig field: --set lr=5e-4 (repeatable)."),
+    set_: List[str] = typer.Option([], "--set", help="Override a TrainConfig field: --set lr=5e-4, "
+                                   "--set task_weights.mtbi=1 (repeatable)."),
+    show_config: bool = typer.Option(False, "--show-config", help="Print the resolved settings, each with its "
+                                     "description, and exit without training."),
 ) -> None:
-    """Train the speech adapter (frozen Whisper → conv/GLU adapter → frozen Gemma) on a build's shards."""
+    """Train the speech adapter (frozen Whisper → conv/GLU or Q-Former adapter → frozen LM) on a build's shards.
+
+    Settings come from the defaults, then --config, then --steps/--batch-size, then --set.
+    """
     from align_data.config import apply_overrides
-    from align_data.trainer import TrainConfig, train as run_train
-    from pydantic import ValidationError
+    from align_data.trainer.config import TrainConfig, load_train_config
 
     try:
-        data = apply_overrides({"steps": steps, "batch_size": batch_size}, list(set_))
-        try:
-            cfg = TrainConfig.model_validate(data)
-        except ValidationError as exc:
-            raise AlignDataError("invalid train settings: " + "; ".join(
-                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from exc
+        flags = {k: v for k, v in (("steps", steps), ("batch_size", batch_size)) if v is not None}
+        cfg = load_train_config(config, apply_overrides(flags, list(set_)))
+        if show_config:
+            for name, field in TrainConfig.model_fields.items():
+                value = getattr(cfg, name)
+                shown = "(unset)" if value is None else json.dumps(value)
+                console.print(f"{name} = {shown}  # {field.description}", highlight=False, soft_wrap=True,
+                              markup=False)
+            return
         if resume and overwrite:
             raise AlignDataError("--resume and --overwrite contradict each other: choose one")
-        if overwrite:
-            from align_data.trainer.checkpoint import ADAPTER_FILE, LOG_FILE, OPTIMIZER_FILE, STATE_FILE
+        from align_data.trainer import train as run_train
+        from align_data.trainer.checkpoint import ADAPTER_FILE, LOG_FILE, OPTIMIZER_FILE, STATE_FILE
 
+        if overwrite:
             for name in (ADAPTER_FILE, OPTIMIZER_FILE, STATE_FILE, LOG_FILE):
                 (out / name).unlink(missing_ok=True)
         result = run_train(shards, out, cfg, resume=resume)
