@@ -29,7 +29,8 @@ def _fail(exc: AlignDataError) -> None:
 @app.command()
 def build(
     config: Path = typer.Argument(..., help="Build config (TOML), e.g. configs/demo.toml."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder for shards, errors and manifest."),
+    out: str = typer.Option(..., "--out", "-o", help="Output folder for shards, errors and manifest: a path or an "
+                                                     "fsspec URL (s3://bucket/prefix, gs://..., file://...)."),
     runner: Optional[str] = typer.Option(None, help="local (in-process loop) or ray; default: the config's runner.kind."),
     limit: Optional[int] = typer.Option(None, min=0, help="Read at most this many source documents."),
     seed: Optional[int] = typer.Option(None, help="Override the config's global seed."),
@@ -66,7 +67,7 @@ def build(
 
 @app.command()
 def inspect(
-    out: Path = typer.Argument(..., help="A build folder."),
+    out: str = typer.Argument(..., help="A build folder (a path or a URL such as s3://bucket/prefix)."),
     shard: Optional[int] = typer.Option(None, help="Show rows of this shard."),
     rows: int = typer.Option(3, min=0, help="How many rows (and errors) of --shard to show."),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest summary as JSON (totals, tasks, voices, "
@@ -177,7 +178,7 @@ def report(out: Path = typer.Argument(..., help="A finished build folder.")) -> 
 
 
 @app.command()
-def validate(out: Path = typer.Argument(..., help="A build folder.")) -> None:
+def validate(out: str = typer.Argument(..., help="A build folder (a path or a URL, e.g. s3://bucket/x).")) -> None:
     """Exit 0 if the build verifies (sha256, schema, audio, ids, counts), else 1 with every reason."""
     from align_data.pipeline.validate import validate_build
 

@@ -22,7 +22,8 @@ class SourceConfig(_Model):
 
     name: str = Field(description="Short name recorded in every row's source.dataset and id.",
                       pattern=r"^[A-Za-z0-9_.-]+$")
-    path: str = Field(description="Local file/glob, or an HF dataset name when format='hf'.")
+    path: str = Field(description="Local file/glob, a URL or URL glob (s3://bucket/texts/*.txt; see storage), "
+                                   "or an HF dataset name when format='hf'.")
     format: Literal["auto", "txt", "jsonl", "parquet", "hf"] = Field(
         "auto", description="Input format; 'auto' picks by file extension.")
     text_column: str = Field("text", description="Column holding the document text (jsonl/parquet/hf).")
@@ -321,6 +322,16 @@ class RunnerConfig(_Model):
     object_store_mb: int = Field(512, ge=64, description="Object store cap for a local Ray.")
 
 
+class StorageConfig(_Model):
+    """How URL sources and outputs (s3://, gs://, ...) are reached. Not part of the config hash (where the files
+    live does not change them) and never written beside the outputs."""
+
+    options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="fsspec storage options per protocol, e.g. "
+                                          "{s3 = {endpoint_url = \"http://minio:9000\"}}. Keep secrets in the "
+                                          "environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...), not here.")
+
+
 class BuildConfig(_Model):
     """A whole build: sources → segments → speech → attributes → targets → shards."""
 
@@ -337,10 +348,12 @@ class BuildConfig(_Model):
     splits: SplitConfig = Field(default_factory=SplitConfig, description="Train / held-out split.")
     shards: ShardConfig = Field(default_factory=ShardConfig, description="Sharding.")
     runner: RunnerConfig = Field(default_factory=RunnerConfig, description="Execution.")
+    storage: StorageConfig = Field(default_factory=StorageConfig, description="Options for URL inputs/outputs.")
 
     def hash(self) -> str:
-        """Hash of everything that changes output bytes (the runner settings do not)."""
-        data = self.model_dump(mode="json", exclude={"runner": True, "llm": set(LLMConfig.OPERATIONAL)})
+        """Hash of everything that changes output bytes (the runner and storage settings do not)."""
+        data = self.model_dump(mode="json", exclude={"runner": True, "storage": True,
+                                                     "llm": set(LLMConfig.OPERATIONAL)})
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -13,11 +11,11 @@ from pathlib import Path
 from align_data.config import BuildConfig
 from align_data.errors import AlignDataError, ServiceUnavailable
 from align_data.faults import crash_point
-from align_data.files import TMP_MARK, atomic_file
 from align_data.pipeline.manifest import load_sidecar, verify_shard, write_manifest
 from align_data.pipeline.plan import ShardSpec, plan_shards
 from align_data.pipeline.runners import run_local, run_ray
 from align_data.pipeline.stages import build_stages, check_chain
+from align_data.storage import Store, as_store
 
 OWNED = ("shards", "errors", "filtered", "manifest.json", "config.json", "plan.json")
 
@@ -26,7 +24,7 @@ OWNED = ("shards", "errors", "filtered", "manifest.json", "config.json", "plan.j
 class BuildSummary:
     """What a build did: shards planned, skipped as already complete, written and failed."""
 
-    out_dir: Path
+    out_dir: str | Path
     planned: int
     skipped: int
     written: int
@@ -35,54 +33,44 @@ class BuildSummary:
     seconds: float = 0.0
 
 
-def prepare_out_dir(out: Path, config: BuildConfig, resume: bool, overwrite: bool) -> None:
+def prepare_out_dir(out: Store | str | Path, config: BuildConfig, resume: bool, overwrite: bool) -> None:
     """Refuse to mix runs: a non-empty folder needs --resume (same config) or --overwrite."""
+    out = as_store(out, config.storage.options)
     if resume and overwrite:
         raise AlignDataError("--resume and --overwrite contradict each other: choose one")
-    if out.exists() and not out.is_dir():
+    if out.isfile():
         raise AlignDataError(f"--out {out} is a file, not a folder")
-    if not out.exists() or not any(out.iterdir()):
+    if out.is_empty():
         return
     if overwrite:
         for name in OWNED:
-            path = out / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
+            out.remove(name)
         return
     if not resume:
         raise AlignDataError(f"{out} is not empty: pass --resume to continue that build, "
                              "--overwrite to replace it, or choose another --out")
-    old = out / "config.json"
-    if not old.exists():
+    if not out.exists("config.json"):
         raise AlignDataError(f"--resume: {out} has no config.json, so it is not an align-data build")
-    old_hash = json.loads(old.read_text()).get("config_hash")
+    old_hash = json.loads(out.read_text("config.json")).get("config_hash")
     if old_hash != config.hash():
         raise AlignDataError(f"--resume: the config changed since {out} was started "
                              f"(hash {old_hash} → {config.hash()}); use --overwrite or a new --out")
     remove_temp_files(out)
 
 
-def remove_temp_files(out: Path) -> list[Path]:
+def remove_temp_files(out: Store | str | Path) -> list[str]:
     """Delete the temporary files of writes that a killed process left (never seen by readers: the
-    shard they belonged to has no sidecar yet, so it is redone)."""
-    leftovers = [p for folder in (out, out / "shards", out / "errors", out / "filtered") if folder.is_dir()
-                 for p in folder.glob(f".*{TMP_MARK}*")]
-    for path in leftovers:
-        path.unlink(missing_ok=True)
+    shard they belonged to has no sidecar yet, so it is redone). An upload leaves none in the store."""
+    out = as_store(out)
+    leftovers = out.temp_leftovers()
+    for rel in leftovers:
+        out.remove(rel)
     return leftovers
 
 
-def check_writable(out: Path) -> None:
+def check_writable(out: Store | str | Path) -> None:
     """Create ``out`` and prove a file can be written there, before any work is done."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-probe-{os.getpid()}"
-        probe.write_bytes(b"ok")
-        probe.unlink()
-    except OSError as exc:
-        raise AlignDataError(f"cannot write to the output folder {out}: {exc.strerror or exc}") from exc
+    as_store(out).check_writable()
 
 
 def preflight(config: BuildConfig) -> list[str]:
@@ -117,11 +105,12 @@ def _progress(total: int):
 
 def build(config: BuildConfig, out: str | Path, *, runner: str | None = None, limit: int | None = None,
           resume: bool = False, overwrite: bool = False) -> BuildSummary:
-    """Run a whole build into ``out``; returns what happened (failed shards are listed, not raised)."""
+    """Run a whole build into ``out`` (a folder or an fsspec URL); returns what happened (failed shards are
+    listed, not raised). Workers write their shards there directly; only this process writes the manifest."""
     start = time.perf_counter()
-    out = Path(out)
+    store = Store(out, config.storage.options)
     kind = runner or config.runner.kind
-    prepare_out_dir(out, config, resume, overwrite)
+    prepare_out_dir(store, config, resume, overwrite)
     stage_order = preflight(config)
     specs = plan_shards(config, limit)
     if not specs:
@@ -129,18 +118,19 @@ def build(config: BuildConfig, out: str | Path, *, runner: str | None = None, li
     if all(s.problem for s in specs):
         raise AlignDataError("no source can be read:\n" + "\n".join(f"  {s.problem}" for s in specs))
     config_hash = config.hash()
-    check_writable(out)
-    if not (out / "config.json").exists():
-        with atomic_file(out / "config.json") as handle:
-            handle.write(json.dumps({"config_hash": config_hash, "config": config.model_dump(mode="json")},
+    store.check_writable()
+    if not store.exists("config.json"):
+        with store.writer("config.json") as handle:  # storage options may hold secrets: never written
+            handle.write(json.dumps({"config_hash": config_hash,
+                                     "config": config.model_dump(mode="json", exclude={"storage"})},
                                     indent=1, sort_keys=True).encode())
     plan = [s.to_json() for s in specs]
-    with atomic_file(out / "plan.json") as handle:
+    with store.writer("plan.json") as handle:
         handle.write(json.dumps({"limit": limit, "shards": plan}, indent=1).encode())
 
     todo: list[ShardSpec] = []
     for spec in specs:
-        if resume and not verify_shard(out, spec.shard_id, config_hash):
+        if resume and not verify_shard(store, spec.shard_id, config_hash, hashes=store.local is not None):
             continue
         todo.append(spec)
     summary = BuildSummary(out_dir=out, planned=len(specs), skipped=len(specs) - len(todo), written=0)
@@ -168,11 +158,11 @@ def build(config: BuildConfig, out: str | Path, *, runner: str | None = None, li
         stopped = exc
     finally:
         bar.close()
-    sidecars = [sc for spec in specs if (sc := load_sidecar(out, spec.shard_id)) is not None]
+    sidecars = [sc for spec in specs if (sc := load_sidecar(store, spec.shard_id)) is not None]
     try:
-        summary.manifest = write_manifest(out, config_hash, plan, sidecars, summary.failed, stage_order)
+        summary.manifest = write_manifest(store, config_hash, plan, sidecars, summary.failed, stage_order)
     except OSError as exc:
-        raise AlignDataError(f"could not write {out / 'manifest.json'}: {exc}; free space (or fix "
+        raise AlignDataError(f"could not write {store.url('manifest.json')}: {exc}; free space (or fix "
                              "permissions) and rerun with --resume") from exc
     if stopped is not None:
         raise AlignDataError(f"build stopped: {stopped}; {len(sidecars)} of {len(specs)} shards are complete, "

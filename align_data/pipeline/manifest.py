@@ -9,23 +9,32 @@ from pathlib import Path
 
 from align_data import __version__
 from align_data.faults import crash_point
-from align_data.files import atomic_file, sha256_file
 from align_data.pipeline.writers import shard_name
 from align_data.schemas import SCHEMA_VERSION
 from align_data.schemas.sidecar import ShardSidecar, StageCounts
+from align_data.storage import Store, as_store
 
 
-def load_sidecar(out_dir: Path, shard_id: int) -> ShardSidecar | None:
-    path = out_dir / "shards" / f"{shard_name(shard_id)}.json"
-    if not path.exists():
-        return None
-    return ShardSidecar.from_json(json.loads(path.read_text()))
+def sidecar_name(shard_id: int) -> str:
+    return f"shards/{shard_name(shard_id)}.json"
 
 
-def verify_shard(out_dir: Path, shard_id: int, config_hash: str) -> list[str]:
-    """Reasons the shard is not complete and intact (empty list: it verifies)."""
+def load_sidecar(store: Store | str | Path, shard_id: int) -> ShardSidecar | None:
     try:
-        sidecar = load_sidecar(out_dir, shard_id)
+        text = as_store(store).read_text(sidecar_name(shard_id))
+    except FileNotFoundError:
+        return None
+    return ShardSidecar.from_json(json.loads(text))
+
+
+def verify_shard(store: Store | str | Path, shard_id: int, config_hash: str, hashes: bool = True) -> list[str]:
+    """Reasons the shard is not complete and intact (empty list: it verifies).
+
+    ``hashes=False`` checks each file's size but not its sha256: for resuming on an object store, where a file
+    appears only whole and reading every shard back would download the corpus; ``validate`` always hashes."""
+    store = as_store(store)
+    try:
+        sidecar = load_sidecar(store, shard_id)
     except (ValueError, TypeError, KeyError) as exc:
         return [f"shard {shard_id}: unreadable sidecar ({exc})"]
     if sidecar is None:
@@ -34,17 +43,17 @@ def verify_shard(out_dir: Path, shard_id: int, config_hash: str) -> list[str]:
     if sidecar.config_hash != config_hash:
         problems.append(f"shard {shard_id}: written with config {sidecar.config_hash}, expected {config_hash}")
     for rel, meta in sidecar.files.items():
-        path = out_dir / rel
-        if not path.exists():
+        if not store.exists(rel):
             problems.append(f"shard {shard_id}: {rel} is missing")
-        elif path.stat().st_size != meta["bytes"] or sha256_file(path) != meta["sha256"]:
+        elif store.size(rel) != meta["bytes"] or (hashes and store.sha256(rel) != meta["sha256"]):
             problems.append(f"shard {shard_id}: {rel} does not match its sha256 in the sidecar")
     return problems
 
 
-def write_manifest(out_dir: Path, config_hash: str, planned: list[dict], sidecars: list[ShardSidecar],
-                   failed: dict[int, str], stage_order: list[str] | None = None) -> dict:
+def write_manifest(store: Store | str | Path, config_hash: str, planned: list[dict],
+                   sidecars: list[ShardSidecar], failed: dict[int, str], stage_order: list[str] | None = None) -> dict:
     """Sum the sidecars, record the plan and any failed shards, write ``manifest.json`` atomically."""
+    store = as_store(store)
     stages: dict[str, StageCounts] = {}
     tasks, voices, splits, genders = Counter(), Counter(), Counter(), Counter()
     seconds: dict[str, float] = {}
@@ -82,10 +91,10 @@ def write_manifest(out_dir: Path, config_hash: str, planned: list[dict], sidecar
         "stage_seconds": seconds,
         "shards": [{"shard_id": sc.shard_id, "rows": sc.rows, "errors": sc.errors, "filtered": sc.filtered,
                     "input_docs": sc.input_docs, "audio_seconds": sc.audio_seconds,
-                    "sidecar_sha256": sha256_file(out_dir / "shards" / f"{shard_name(sc.shard_id)}.json")}
+                    "sidecar_sha256": store.sha256(sidecar_name(sc.shard_id))}
                    for sc in sorted(sidecars, key=lambda s: s.shard_id)],
     }
-    with atomic_file(out_dir / "manifest.json") as handle:
+    with store.writer("manifest.json") as handle:
         handle.write(json.dumps(manifest, indent=1, sort_keys=True).encode())
         crash_point("manifest")
     return manifest

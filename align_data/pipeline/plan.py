@@ -28,10 +28,10 @@ class ShardSpec:
         return asdict(self)
 
 
-def _count(source) -> tuple[int, str | None]:
+def _count(source, options) -> tuple[int, str | None]:
     """Documents in a source, or 0 and why it cannot be read (a missing file, no text column, ...)."""
     try:
-        return count_documents(source), None
+        return count_documents(source, options), None
     except AlignDataError as exc:
         return 0, str(exc)
 
@@ -42,7 +42,10 @@ def plan_shards(config: BuildConfig, limit: int | None = None,
 
     A source that cannot be read, or has no documents, still gets one (empty) shard, so it is accounted
     for: an error record (``source_unreadable``) or a filtered one (``empty_source``)."""
-    counted = [(n, None) for n in counts] if counts is not None else [_count(s) for s in config.sources]
+    if counts is not None:
+        counted = [(n, None) for n in counts]
+    else:
+        counted = [_count(s, config.storage.options) for s in config.sources]
     size = config.shards.docs_per_shard
     specs: list[ShardSpec] = []
     remaining = limit

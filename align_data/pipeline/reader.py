@@ -1,8 +1,8 @@
-"""Read source documents through HF ``datasets``: local txt/jsonl/parquet files or hub dataset names."""
+"""Read source documents through HF ``datasets``: local or URL (fsspec) txt/jsonl/parquet files, or hub dataset
+names. URL sources are reached with the config's ``storage.options`` and the environment's credentials."""
 
 from __future__ import annotations
 
-import glob
 import itertools
 import json
 import os
@@ -12,6 +12,7 @@ from typing import Any, Iterator
 from align_data.config import SourceConfig
 from align_data.errors import AlignDataError
 from align_data.stages.source import Document
+from align_data.storage import Options, expand_inputs, input_size, local_path, open_input
 
 _BY_SUFFIX = {".txt": "txt", ".text": "txt", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 
@@ -23,7 +24,8 @@ def source_format(source: SourceConfig) -> str:
     suffix = Path(source.path.replace("*", "x")).suffix.lower()
     if suffix in _BY_SUFFIX:
         return _BY_SUFFIX[suffix]
-    if not os.path.exists(source.path) and not glob.glob(source.path):
+    local = local_path(source.path)
+    if local is not None and not os.path.exists(local) and not expand_inputs(source.path):
         return "hf"
     raise AlignDataError(f"source {source.name}: cannot tell the format of {source.path}; "
                          "set format = \"txt\" | \"jsonl\" | \"parquet\" | \"hf\"")
@@ -33,25 +35,26 @@ class UnparsableSource(AlignDataError):
     """The source's files exist but ``datasets`` could not load them (or the hub dataset is unreachable)."""
 
 
-def open_source(source: SourceConfig) -> Any:
-    """The source as an HF ``Dataset`` (memory-mapped Arrow; rows are not loaded into RAM)."""
+def open_source(source: SourceConfig, options: Options | None = None) -> Any:
+    """The source as an HF ``Dataset`` (memory-mapped Arrow; rows are not loaded into RAM); URL files are
+    downloaded into the ``datasets`` cache first."""
     import datasets
 
     datasets.disable_progress_bars()
     datasets.logging.set_verbosity_error()
     fmt = source_format(source)
     if fmt != "hf":
-        files = sorted(glob.glob(source.path))
+        files = expand_inputs(source.path, options)
         if not files:
             raise AlignDataError(f"source {source.name}: no file matches {source.path}")
     try:
         if fmt == "txt":  # bytes that are not UTF-8 become U+FFFD; the source stage filters those documents
             return datasets.load_dataset("text", data_files=files, sample_by=source.txt_unit, split="train",
-                                         encoding_errors="replace")
+                                         encoding_errors="replace", storage_options=options or None)
         if fmt == "jsonl":
-            ds = datasets.load_dataset("json", data_files=files, split="train")
+            ds = datasets.load_dataset("json", data_files=files, split="train", storage_options=options or None)
         elif fmt == "parquet":
-            ds = datasets.load_dataset("parquet", data_files=files, split="train")
+            ds = datasets.load_dataset("parquet", data_files=files, split="train", storage_options=options or None)
         else:
             ds = datasets.load_dataset(source.path, source.hf_config, split=source.split)
     except AlignDataError:
@@ -71,14 +74,14 @@ def open_source(source: SourceConfig) -> Any:
 _LINE_BY_LINE: set[tuple[str, str]] = set()
 
 
-def _open_whole(source: SourceConfig) -> Any | None:
+def _open_whole(source: SourceConfig, options: Options | None) -> Any | None:
     """The source as a Dataset, or None for a jsonl file that exists but does not parse as a whole (its lines
     are then read one by one, so one bad line costs one error record, not the source)."""
     key = (source.name, source.path)
     if key in _LINE_BY_LINE:
         return None
     try:
-        return open_source(source)
+        return open_source(source, options)
     except UnparsableSource:
         if source_format(source) != "jsonl":
             raise
@@ -86,10 +89,10 @@ def _open_whole(source: SourceConfig) -> Any | None:
         return None
 
 
-def _jsonl_lines(source: SourceConfig) -> Iterator[str]:
+def _jsonl_lines(source: SourceConfig, options: Options | None) -> Iterator[str]:
     """The non-blank lines of every file of a jsonl source, in order."""
-    for path in sorted(glob.glob(source.path)):
-        with open(path, encoding="utf-8", errors="replace") as handle:
+    for path in expand_inputs(source.path, options):
+        with open_input(path, options) as handle:
             yield from (line for line in handle if line.strip())
 
 
@@ -106,19 +109,19 @@ def _jsonl_document(source: SourceConfig, row: int, line: str) -> Document:
     return Document(source.name, row, str(row if doc_id is None else doc_id), obj[source.text_column])
 
 
-def count_documents(source: SourceConfig) -> int:
-    files = sorted(glob.glob(source.path)) if source_format(source) in ("txt", "jsonl") else []
-    if files and all(os.path.getsize(f) == 0 for f in files):
+def count_documents(source: SourceConfig, options: Options | None = None) -> int:
+    files = expand_inputs(source.path, options) if source_format(source) in ("txt", "jsonl") else []
+    if files and all(input_size(f, options) == 0 for f in files):
         return 0  # empty text files hold no documents (datasets refuses to load them)
-    ds = _open_whole(source)
-    return len(ds) if ds is not None else sum(1 for _ in _jsonl_lines(source))
+    ds = _open_whole(source, options)
+    return len(ds) if ds is not None else sum(1 for _ in _jsonl_lines(source, options))
 
 
-def read_documents(source: SourceConfig, start: int, stop: int) -> list[Document]:
+def read_documents(source: SourceConfig, start: int, stop: int, options: Options | None = None) -> list[Document]:
     """Documents [start, stop) of a source, with their row numbers and ids."""
-    ds = _open_whole(source)
+    ds = _open_whole(source, options)
     if ds is None:
-        lines = itertools.islice(_jsonl_lines(source), start, stop)
+        lines = itertools.islice(_jsonl_lines(source, options), start, stop)
         return [_jsonl_document(source, start + i, line) for i, line in enumerate(lines)]
     ds = ds.select(range(start, stop))
     texts = ds[source.text_column]

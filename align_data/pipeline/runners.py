@@ -7,7 +7,6 @@ import traceback
 import uuid
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from align_data.config import ActorPoolConfig, BuildConfig
@@ -18,6 +17,7 @@ from align_data.pipeline.worker import ShardWorker
 from align_data.pipeline.writers import write_shard
 from align_data.stages.source import SourceStage
 from align_data.schemas.sidecar import ShardSidecar
+from align_data.storage import Store
 
 UNAVAILABLE = "service unavailable: "  # prefix of an actor's error that must stop the build
 
@@ -203,7 +203,8 @@ class _RayGroupWorker:
 
     def __init__(self, config_json: dict, out_dir: str, level: int, last: bool):
         config = BuildConfig.model_validate(config_json)
-        self.config, self.out_dir, self.level, self.last = config, out_dir, level, last
+        self.config, self.level, self.last = config, level, last
+        self.store = Store(out_dir, config.storage.options) if last else None  # the last pool writes the shards
         stages = build_stages(config, out_dir)
         if config.runner.layout == "split":
             stages = stage_groups(stages)[level][1]
@@ -221,7 +222,7 @@ class _RayGroupWorker:
             result = apply_stages(result, self.stages)
             if not self.last:
                 return (None, None), result
-            return (write_shard(Path(self.out_dir), result, self.config.hash()).to_json(), None), None
+            return (write_shard(self.store, result, self.config.hash()).to_json(), None), None
         except ServiceUnavailable as exc:
             return (None, f"{UNAVAILABLE}{exc}"), None
         except Exception as exc:  # reported per shard, like the local runner

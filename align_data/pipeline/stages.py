@@ -25,17 +25,20 @@ from align_data.stages.source import SourceStage
 from align_data.stages.targets import TargetsStage
 from align_data.stages.targets.client import default_cache_path
 from align_data.stages.tts import TTSStage
+from align_data.storage import local_work_dir
 
 
 def build_stages(config: BuildConfig, out_dir: str | Path | None = None) -> list[Stage]:
-    """The stages after ``source``, in order; ``out_dir`` places the default LLM response cache."""
+    """The stages after ``source``, in order; ``out_dir`` places the default LLM response cache (on this
+    machine when it is a URL)."""
+    cache_dir = None if out_dir is None else local_work_dir(out_dir)
     return [
         InterleaveStage(config.interleave, config.seed),
         TTSStage(config.tts, config.seed),
         AcousticsStage(config.acoustics, config.seed),
         ParalinguisticsStage(config.paralinguistics),
         *asr_gate(config.quality),  # optional (quality.enabled): Whisper round trip, WER filter
-        TargetsStage(config.llm, config.seed, cache_path=default_cache_path(config.llm, out_dir)),
+        TargetsStage(config.llm, config.seed, cache_path=default_cache_path(config.llm, cache_dir)),
         *target_checks(config.quality),  # optional (quality.target_filters)
     ]
 
@@ -94,7 +97,8 @@ def _source_record(spec: ShardSpec, config: BuildConfig) -> Record:
 def start_shard(spec: ShardSpec, config: BuildConfig, source: SourceStage) -> ShardResult:
     """Read the shard's documents and cut them into records (the ``source`` stage)."""
     t0 = time.perf_counter()
-    docs = read_documents(config.sources[spec.source_index], spec.start, spec.stop) if spec.num_docs else []
+    docs = (read_documents(config.sources[spec.source_index], spec.start, spec.stop, config.storage.options)
+            if spec.num_docs else [])
     records = source.records(docs, spec.shard_id) if docs else [_source_record(spec, config)]
     source_counts = StageCounts(total=len(records), passed=sum(r.live for r in records))
     for r in records:

@@ -1,4 +1,4 @@
-"""What ``inspect`` shows: the manifest's totals and one shard's rows, as plain data."""
+"""What ``inspect`` shows: the manifest's totals and one shard's rows, as plain data (from a folder or a URL)."""
 
 from __future__ import annotations
 
@@ -9,41 +9,44 @@ import pyarrow.parquet as pq
 
 from align_data.errors import AlignDataError
 from align_data.pipeline.writers import shard_name
+from align_data.storage import as_store
 
 
 def load_manifest(out_dir: str | Path) -> dict:
-    path = Path(out_dir) / "manifest.json"
-    if not path.exists():
+    try:
+        return json.loads(as_store(out_dir).read_text("manifest.json"))
+    except FileNotFoundError:
         raise AlignDataError(f"{out_dir} has no manifest.json: not a finished align-data build "
-                             "(run `align-data build ... --resume` to finish it)")
-    return json.loads(path.read_text())
+                             "(run `align-data build ... --resume` to finish it)") from None
 
 
 def shard_rows(out_dir: str | Path, shard_id: int, limit: int) -> list[dict]:
     """The first ``limit`` rows of a shard, without audio bytes."""
-    path = Path(out_dir) / "shards" / f"{shard_name(shard_id)}.parquet"
-    if not path.exists():
-        raise AlignDataError(f"shard {shard_id} does not exist in {out_dir} ({path.name} missing)")
+    store, rel = as_store(out_dir), f"shards/{shard_name(shard_id)}.parquet"
+    if not store.exists(rel):
+        raise AlignDataError(f"shard {shard_id} does not exist in {out_dir} ({shard_name(shard_id)}.parquet missing)")
     columns = ["id", "task", "text", "segments", "voice", "paralinguistics", "description", "targets"]
-    table = pq.read_table(path, columns=columns)
+    with store.open(rel) as handle:
+        table = pq.read_table(handle, columns=columns)
     return table.slice(0, limit).to_pylist()
 
 
 def shard_errors(out_dir: str | Path, shard_id: int, limit: int) -> list[dict]:
-    path = Path(out_dir) / "errors" / f"{shard_name(shard_id)}.jsonl"
-    if not path.exists():
+    try:
+        text = as_store(out_dir).read_text(f"errors/{shard_name(shard_id)}.jsonl")
+    except FileNotFoundError:
         return []
-    return [json.loads(line) for line in path.read_text().splitlines()[:limit]]
+    return [json.loads(line) for line in text.splitlines()[:limit]]
 
 
 def expected_voice_shares(out_dir: str | Path) -> dict[str, dict[str, float]]:
     """The configured share of each voice, backend and gender (from the build's config.json weights).
 
     A coqui '*' entry (every speaker of the model) stays one key, ``coqui:*``; see ``fold_wildcard_voices``."""
-    path = Path(out_dir) / "config.json"
-    if not path.exists():
+    try:
+        voices = json.loads(as_store(out_dir).read_text("config.json"))["config"]["tts"]["voices"]
+    except FileNotFoundError:
         return {}
-    voices = json.loads(path.read_text())["config"]["tts"]["voices"]
     total = sum(v["weight"] for v in voices) or 1.0
     shares: dict[str, dict[str, float]] = {"voices": {}, "backends": {}, "genders": {}}
     for v in voices:

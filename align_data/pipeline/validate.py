@@ -1,4 +1,5 @@
-"""Check a build folder end to end: files against sidecars, schema, audio, ids, and the counts invariant."""
+"""Check a build folder (local or a URL) end to end: files against sidecars, schema, audio, ids, and the counts
+invariant."""
 
 from __future__ import annotations
 
@@ -12,33 +13,36 @@ import pyarrow.parquet as pq
 
 from align_data.errors import AlignDataError
 from align_data.pipeline.manifest import load_sidecar, verify_shard
-from align_data.files import sha256_file
 from align_data.pipeline.writers import shard_name
 from align_data.schemas.arrow import META_SCHEMA_VERSION, check_schema_version
+from align_data.storage import Store, as_store
 
 DURATION_TOLERANCE_S = 0.01
 
 
-def _read_json(path: Path) -> dict:
-    if not path.exists():
-        raise AlignDataError(f"{path.parent} is not an align-data build: {path.name} is missing")
-    return json.loads(path.read_text())
+def _read_json(store: Store, name: str) -> dict:
+    try:
+        return json.loads(store.read_text(name))
+    except FileNotFoundError:
+        raise AlignDataError(f"{store} is not an align-data build: {name} is missing") from None
 
 
-def _check_parquet(path: Path, shard_id: int, seen: set[str]) -> tuple[list[str], list[dict], float]:
+def _check_parquet(store: Store, rel: str, shard_id: int, seen: set[str]) -> tuple[list[str], list[dict], float]:
     """Problems in one Parquet shard, its rows' id/task/split/voice, and audio seconds."""
     import soundfile as sf
 
     problems: list[str] = []
+    name = rel.rsplit("/", 1)[-1]
     try:
-        pf = pq.ParquetFile(path)
-        meta = pf.schema_arrow.metadata or {}
-        check_schema_version(meta.get(META_SCHEMA_VERSION), str(path))
-        table = pf.read(columns=["id", "task", "split", "voice", "audio", "audio_meta", "paralinguistics"])
+        with store.open(rel) as handle:
+            pf = pq.ParquetFile(handle)
+            meta = pf.schema_arrow.metadata or {}
+            check_schema_version(meta.get(META_SCHEMA_VERSION), store.url(rel))
+            table = pf.read(columns=["id", "task", "split", "voice", "audio", "audio_meta", "paralinguistics"])
     except AlignDataError as exc:
         return [f"shard {shard_id}: {exc}"], [], 0.0
     except (OSError, ValueError) as exc:  # pyarrow: truncated or not Parquet at all
-        return [f"shard {shard_id}: {path.name} is not a readable Parquet file ({exc})"], [], 0.0
+        return [f"shard {shard_id}: {name} is not a readable Parquet file ({exc})"], [], 0.0
     seconds = 0.0
     rows = []
     for row in table.to_pylist():
@@ -70,19 +74,20 @@ def _check_parquet(path: Path, shard_id: int, seen: set[str]) -> tuple[list[str]
     return problems, rows, seconds
 
 
-def _check_tar(path: Path, shard_id: int, rows: list[dict]) -> list[str]:
+def _check_tar(store: Store, rel: str, shard_id: int, rows: list[dict]) -> list[str]:
     """The WebDataset tar holds exactly the Parquet rows: one .json and one .flac per clip each."""
     expected = sorted([f"{r['id']}.json" for r in rows]
                       + [f"{r['id']}.flac" if i == 0 else f"{r['id']}.{i}.flac" for r in rows
                          for i in range(r["clips"])])
+    name = rel.rsplit("/", 1)[-1]
     try:
-        with tarfile.open(path) as tar:
+        with store.open(rel) as handle, tarfile.open(fileobj=handle) as tar:
             names = sorted(tar.getnames())
     except (tarfile.TarError, OSError, EOFError) as exc:
-        return [f"shard {shard_id}: {path.name} is not a readable tar ({exc})"]
+        return [f"shard {shard_id}: {name} is not a readable tar ({exc})"]
     if names != expected:
         extra, missing = sorted(set(names) - set(expected)), sorted(set(expected) - set(names))
-        return [f"shard {shard_id}: {path.name} disagrees with the Parquet rows (extra: {extra[:3]}, "
+        return [f"shard {shard_id}: {name} disagrees with the Parquet rows (extra: {extra[:3]}, "
                 f"missing: {missing[:3]})"]
     return []
 
@@ -99,25 +104,23 @@ def _check_counts(sidecar, rows: list[dict], shard_id: int) -> list[str]:
             for name, counts in actual.items() if Counter(getattr(sidecar, name)) != counts]
 
 
-def _unknown_files(out: Path, plan: list[dict]) -> list[str]:
+def _unknown_files(out: Store, plan: list[dict]) -> list[str]:
     """Files in the build's own folders that no planned shard owns."""
     known = set()
     for spec in plan:
         name = shard_name(spec["shard_id"])
         known |= {f"shards/{name}.parquet", f"shards/{name}.tar", f"shards/{name}.json",
                   f"errors/{name}.jsonl", f"filtered/{name}.jsonl"}
-    return [f"unknown file {path.relative_to(out)} (not part of the plan)"
-            for folder in ("shards", "errors", "filtered") if (out / folder).is_dir()
-            for path in sorted((out / folder).rglob("*")) if str(path.relative_to(out)) not in known]
+    return [f"unknown file {rel} (not part of the plan)"
+            for folder in ("shards", "errors", "filtered") for rel in out.files(folder) if rel not in known]
 
 
-def _check_manifest(out: Path, sidecars: dict[int, object]) -> list[str]:
+def _check_manifest(out: Store, sidecars: dict[int, object]) -> list[str]:
     """The manifest sums the sidecars and pins each one by sha256."""
-    path = out / "manifest.json"
-    if not path.exists():
-        return ["manifest.json is missing (the build did not finish)"]
     try:
-        manifest = json.loads(path.read_text())
+        manifest = json.loads(out.read_text("manifest.json"))
+    except FileNotFoundError:
+        return ["manifest.json is missing (the build did not finish)"]
     except ValueError as exc:
         return [f"manifest.json is not valid JSON ({exc})"]
     problems = []
@@ -126,7 +129,7 @@ def _check_manifest(out: Path, sidecars: dict[int, object]) -> list[str]:
         entry = listed.get(sid)
         if entry is None:
             problems.append(f"shard {sid}: complete but not in manifest.json")
-        elif entry.get("sidecar_sha256") not in (None, sha256_file(out / f"shards/{shard_name(sid)}.json")):
+        elif entry.get("sidecar_sha256") not in (None, out.sha256(f"shards/{shard_name(sid)}.json")):
             problems.append(f"shard {sid}: its sidecar changed after manifest.json was written")
     for key in ("rows", "errors", "filtered", "input_docs", "candidates"):
         total = sum(getattr(sc, key) for sc in sidecars.values())
@@ -135,11 +138,11 @@ def _check_manifest(out: Path, sidecars: dict[int, object]) -> list[str]:
     return problems
 
 
-def validate_build(out_dir: str | Path) -> list[str]:
+def validate_build(out_dir: str | Path | Store) -> list[str]:
     """Every reason the build is not valid; an empty list means valid."""
-    out = Path(out_dir)
-    config = _read_json(out / "config.json")
-    plan = _read_json(out / "plan.json")["shards"]
+    out = as_store(out_dir)
+    config = _read_json(out, "config.json")
+    plan = _read_json(out, "plan.json")["shards"]
     config_hash = config["config_hash"]
     problems: list[str] = []
     seen: set[str] = set()
@@ -164,17 +167,17 @@ def validate_build(out_dir: str | Path) -> list[str]:
         if sidecar.rows + sidecar.errors + sidecar.filtered != sidecar.candidates:
             problems.append(f"shard {sid}: rows {sidecar.rows} + errors {sidecar.errors} + filtered "
                             f"{sidecar.filtered} != input segments {sidecar.candidates}")
-        pq_problems, rows, seconds = _check_parquet(out / f"shards/{shard_name(sid)}.parquet", sid, seen)
+        pq_problems, rows, seconds = _check_parquet(out, f"shards/{shard_name(sid)}.parquet", sid, seen)
         problems.extend(pq_problems)
         if len(rows) != sidecar.rows:
             problems.append(f"shard {sid}: Parquet has {len(rows)} rows, sidecar says {sidecar.rows}")
         if not pq_problems:
-            problems.extend(_check_tar(out / f"shards/{shard_name(sid)}.tar", sid, rows))
+            problems.extend(_check_tar(out, f"shards/{shard_name(sid)}.tar", sid, rows))
             problems.extend(_check_counts(sidecar, rows, sid))
         if abs(seconds - sidecar.audio_seconds) > DURATION_TOLERANCE_S * max(1, len(rows)):
             problems.append(f"shard {sid}: audio totals {seconds:.3f}s, sidecar says {sidecar.audio_seconds}s")
         for kind in ("errors", "filtered"):
-            lines = (out / f"{kind}/{shard_name(sid)}.jsonl").read_text().splitlines()
+            lines = out.read_text(f"{kind}/{shard_name(sid)}.jsonl").splitlines()
             expected = sidecar.errors if kind == "errors" else sidecar.filtered
             if len(lines) != expected:
                 problems.append(f"shard {sid}: {kind} file has {len(lines)} lines, sidecar says {expected}")

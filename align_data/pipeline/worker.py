@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from align_data.config import BuildConfig
 from align_data.pipeline.plan import ShardSpec
 from align_data.pipeline.stages import build_stages, run_shard
 from align_data.pipeline.writers import write_shard
 from align_data.schemas.sidecar import ShardSidecar
 from align_data.stages.source import SourceStage
+from align_data.storage import Store
 
 
 class ShardWorker:
@@ -17,7 +16,7 @@ class ShardWorker:
 
     def __init__(self, config: BuildConfig, out_dir: str):
         self.config = config
-        self.out_dir = Path(out_dir)
+        self.store = Store(out_dir, config.storage.options)  # a folder or a URL: shards go there directly
         self.config_hash = config.hash()
         self.source = SourceStage(config.segment, config.seed, config.splits.heldout_fraction)
         self.stages = build_stages(config, out_dir)
@@ -27,4 +26,4 @@ class ShardWorker:
 
     def __call__(self, spec: ShardSpec) -> ShardSidecar:
         result = run_shard(spec, self.config, self.source, self.stages)
-        return write_shard(self.out_dir, result, self.config_hash)
+        return write_shard(self.store, result, self.config_hash)

@@ -1,4 +1,5 @@
-"""Shard writers: Parquet, WebDataset tar, error/filtered JSONL, then the sidecar — each atomic."""
+"""Shard writers: Parquet, WebDataset tar, error/filtered JSONL, then the sidecar — each atomic (a rename into
+place locally, one whole upload on an object store)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ from typing import IO
 import pyarrow.parquet as pq
 
 from align_data.faults import crash_point
-from align_data.files import add_tar_member, atomic_file, sha256_file
+from align_data.files import add_tar_member
 from align_data.pipeline.stages import ShardResult
 from align_data.schemas import SCHEMA_VERSION, Record, records_to_table
 from align_data.schemas.arrow import record_to_row
 from align_data.schemas.sidecar import ShardSidecar, error_line
+from align_data.storage import Store, as_store
 
 
 def shard_name(shard_id: int) -> str:
@@ -43,8 +45,9 @@ def _jsonl(lines: list[dict]) -> bytes:
     return "".join(json.dumps(x, sort_keys=True, ensure_ascii=False) + "\n" for x in lines).encode()
 
 
-def write_shard(out_dir: Path, result: ShardResult, config_hash: str) -> ShardSidecar:
+def write_shard(store: Store | str | Path, result: ShardResult, config_hash: str) -> ShardSidecar:
     """Write every file of a shard, then its sidecar (the completion marker) last."""
+    store = as_store(store)
     name = shard_name(result.spec.shard_id)
     rows = [r for r in result.records if r.live]
     errors = [r for r in result.records if r.error is not None]
@@ -55,20 +58,19 @@ def write_shard(out_dir: Path, result: ShardResult, config_hash: str) -> ShardSi
         f"errors/{name}.jsonl": None,
         f"filtered/{name}.jsonl": None,
     }
-    with atomic_file(out_dir / f"shards/{name}.parquet") as handle:
+    with store.writer(f"shards/{name}.parquet") as handle:
         pq.write_table(records_to_table(rows, config_hash), handle, compression="zstd")
     crash_point("write:between_files")
-    with atomic_file(out_dir / f"shards/{name}.tar") as handle:
+    with store.writer(f"shards/{name}.tar") as handle:
         write_tar(handle, rows)
-    with atomic_file(out_dir / f"errors/{name}.jsonl") as handle:
+    with store.writer(f"errors/{name}.jsonl") as handle:
         handle.write(_jsonl([error_line(r.id, r.shard_id, r.error.stage, r.error.kind, r.error.message,
                                         record_to_row(r)["source"], r.text) for r in errors]))
-    with atomic_file(out_dir / f"filtered/{name}.jsonl") as handle:
+    with store.writer(f"filtered/{name}.jsonl") as handle:
         handle.write(_jsonl([error_line(r.id, r.shard_id, result.filtered_by.get(r.id, "unknown"), r.filtered, f"filtered: {r.filtered}",
                                         record_to_row(r)["source"], r.text) for r in filtered]))
     for rel in files:
-        path = out_dir / rel
-        files[rel] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+        files[rel] = store.file_meta(rel)
     tasks = Counter(r.task for r in rows)
     splits = Counter(r.split for r in rows)
     voiced = [r.voice for r in rows if r.voice is not None]
@@ -83,6 +85,6 @@ def write_shard(out_dir: Path, result: ShardResult, config_hash: str) -> ShardSi
         genders=dict(sorted(genders.items())),
         stages=result.stages, files=files, seconds=result.seconds,
     )
-    with atomic_file(out_dir / f"shards/{name}.json") as handle:
+    with store.writer(f"shards/{name}.json") as handle:
         handle.write(json.dumps(sidecar.to_json(), sort_keys=True, indent=1).encode())
     return sidecar
