@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -41,7 +43,15 @@ def test_two_steps_write_an_adapter_only_checkpoint(tiny_build: Path, tmp_path: 
     assert not list(tmp_path.glob(".*.tmp"))
 
 
-def test_resume_matches_an_uninterrupted_run(tiny_build: Path, tmp_path: Path, config: TrainConfig) -> None:
+@pytest.mark.parametrize("settings", [
+    {},
+    {"grad_accum": 2, "bucket_batches": 3, "shuffle_window": 1, "schedule": "cosine", "decay_steps": 4,
+     "warmup": 1, "task_weights": {"continuation": 1, "interleaved": 2, "description": 1}},
+    {"adapter": "qformer", "qformer_queries": 4, "qformer_layers": 1, "qformer_heads": 4, "kl_weight": 0.5},
+], ids=["plain", "accumulate-bucket-mix-cosine", "qformer-kl"])
+def test_resume_matches_an_uninterrupted_run(tiny_build: Path, tmp_path: Path, config: TrainConfig,
+                                             settings: dict) -> None:
+    config = config.model_copy(update=settings)
     straight = train(tiny_build, tmp_path / "straight", config.model_copy(update={"steps": 4}), progress=False)
     first = train(tiny_build, tmp_path / "resumed", config, progress=False)
     second = train(tiny_build, tmp_path / "resumed", config.model_copy(update={"steps": 4}), resume=True,
@@ -52,7 +62,10 @@ def test_resume_matches_an_uninterrupted_run(tiny_build: Path, tmp_path: Path, c
     b = _tensors(tmp_path / "resumed" / "adapter.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     log = [json.loads(line) for line in (tmp_path / "resumed" / "train_log.jsonl").read_text().splitlines()]
+    straight_log = [json.loads(line) for line in (tmp_path / "straight" / "train_log.jsonl").read_text().splitlines()]
     assert [line["step"] for line in log] == [1, 2, 3, 4]
+    assert [line["examples"] for line in log] == [line["examples"] for line in straight_log]  # same data order
+    assert all(len(line["examples"]) == config.batch_size * config.grad_accum for line in log)
 
 
 def test_resume_drops_log_lines_after_the_checkpoint(tiny_build: Path, tmp_path: Path, config: TrainConfig) -> None:
@@ -88,6 +101,78 @@ def test_loaded_adapter_reproduces_the_trained_one(tiny_build: Path, tmp_path: P
 def test_warmup_is_linear_then_constant() -> None:
     cfg = TrainConfig(lr=1.0, warmup=3)
     assert [lr_at(cfg, s) for s in range(1, 6)] == [0.25, 0.5, 0.75, 1.0, 1.0]
+
+
+def test_cosine_decays_from_the_peak_to_the_floor() -> None:
+    cfg = TrainConfig(lr=1.0, warmup=1, schedule="cosine", steps=6, min_lr_ratio=0.1)
+    values = [lr_at(cfg, s) for s in range(1, 9)]
+    # warmup, peak at step 2, half-way (0.1 + 0.9/2) at step 4, floor at step 6 and after
+    assert values == pytest.approx([0.5, 1.0, 0.1 + 0.45 * (1 + math.cos(math.pi / 4)), 0.55,
+                                    0.1 + 0.45 * (1 - math.cos(math.pi / 4)), 0.1, 0.1, 0.1])
+    assert lr_at(cfg.model_copy(update={"decay_steps": 10}), 6) > 0.1
+
+
+def test_resume_refuses_a_moved_cosine_horizon(tiny_build: Path, tmp_path: Path, config: TrainConfig) -> None:
+    cosine = config.model_copy(update={"schedule": "cosine"})
+    train(tiny_build, tmp_path, cosine, progress=False)
+    with pytest.raises(AlignDataError, match="set decay_steps=2"):
+        train(tiny_build, tmp_path, cosine.model_copy(update={"steps": 4}), resume=True, progress=False)
+    result = train(tiny_build, tmp_path, cosine.model_copy(update={"steps": 4, "decay_steps": 2}), resume=True,
+                   progress=False)
+    assert result["steps"] == 4
+
+
+def test_kl_term_is_logged_and_falls_when_trained(tiny_build: Path, tmp_path: Path, config: TrainConfig) -> None:
+    # Weighted 10×: on the tiny random LM the target NLL (~6) otherwise outweighs a KL of ~0.5 (seen: 0.49 → 0.06).
+    cfg = config.model_copy(update={"steps": 16, "lr": 3e-3, "kl_weight": 10.0, "save_every": 16,
+                                    "tasks": ["continuation", "description"], "bucket_batches": 1})
+    train(tiny_build, tmp_path, cfg, progress=False)
+    kl = [json.loads(line)["kl"] for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    assert all(k > 0 for k in kl)
+    assert sum(kl[-3:]) / 3 < 0.5 * sum(kl[:3]) / 3, kl
+
+
+def test_tensorboard_events_mirror_the_log(tiny_build: Path, tmp_path: Path, config: TrainConfig) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(tiny_build, tmp_path, config.model_copy(update={"metrics": ["jsonl", "tensorboard"]}), progress=False)
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    scalars = events.Scalars("train/loss")
+    assert [e.step for e in scalars] == [1, 2] and [e.value for e in scalars] == pytest.approx(losses)
+    assert {"train/lr", "train/grad_norm", "train/examples_per_s"} <= set(events.Tags()["scalars"])
+
+
+def test_missing_tensorboard_is_named(tiny_build: Path, tmp_path: Path, config: TrainConfig,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # import fails as if not installed
+    with pytest.raises(AlignDataError, match="`tensorboard` package is not installed"):
+        train(tiny_build, tmp_path, config.model_copy(update={"metrics": ["jsonl", "tensorboard"]}), progress=False)
+    assert not (tmp_path / "trainer_state.json").exists()
+
+
+def test_train_command_reads_a_toml_config(tiny_build: Path, tmp_path: Path, tiny_models: tuple[Path, Path]) -> None:
+    from typer.testing import CliRunner
+
+    from align_data.cli import app
+
+    whisper, llm = tiny_models
+    (tmp_path / "train.toml").write_text(
+        f'[train]\nwhisper = "{whisper}"\nllm = "{llm}"\nthreads = 1\nsteps = 5\nadapter = "qformer"\n'
+        'qformer_queries = 4\nqformer_heads = 4\ngrad_accum = 2\n[train.task_weights]\ninterleaved = 1.0\n')
+    out = tmp_path / "ckpt"
+    result = CliRunner().invoke(app, ["train", str(tiny_build), "--out", str(out), "--config",
+                                      str(tmp_path / "train.toml"), "--steps", "2", "--set", "lr=0.002"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "trainer_state.json").read_text())["config"]
+    assert (saved["steps"], saved["lr"], saved["adapter"], saved["grad_accum"]) == (2, 0.002, "qformer", 2)
+    assert saved["task_weights"] == {"interleaved": 1.0} and load_adapter(out).queries == 4
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert all(line["recipes"] == {"interleaved": 4} for line in log)
+    (tmp_path / "bad.toml").write_text("adapter = 'lstm'\n")
+    bad = CliRunner().invoke(app, ["train", str(tiny_build), "--out", str(out), "-c", str(tmp_path / "bad.toml")])
+    assert bad.exit_code == 1 and "adapter" in bad.output
 
 
 def test_overfitting_two_examples_lowers_the_loss(tiny_build: Path, tmp_path: Path, config: TrainConfig) -> None:

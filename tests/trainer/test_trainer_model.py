@@ -1,4 +1,4 @@
-"""The adapter's shape and scale, and that the loss covers exactly the target tokens."""
+"""The adapters' shapes and scale, the loss covers exactly the target tokens, accumulation, KL, bf16 dtypes."""
 
 from __future__ import annotations
 
@@ -8,9 +8,20 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from align_data.errors import AlignDataError
 from align_data.trainer import TrainConfig
-from align_data.trainer.data import Featurizer, as_transcript, collate, load_examples
-from align_data.trainer.model import Adapter, FrozenModels, SpeechLM, build_adapter, load_frozen_models
+from align_data.trainer.adapters import QFormerAdapter, adapter_from_metadata
+from align_data.trainer.data import Featurizer, TextPiece, as_transcript, collate, load_examples
+from align_data.trainer.loop import StepLosses, accumulate
+from align_data.trainer.model import (
+    Adapter,
+    FrozenModels,
+    SpeechLM,
+    autocast_dtype,
+    build_adapter,
+    load_frozen_models,
+    resolve_device,
+)
 
 
 @pytest.fixture(scope="module")
@@ -98,3 +109,78 @@ def test_only_the_adapter_gets_gradients(frozen: FrozenModels, speech_lm: Speech
     speech_lm(collate(examples[:2], Featurizer(frozen.extractor, 30.0))).backward()
     assert all(p.grad is not None for p in speech_lm.adapter.parameters())
     assert not any(p.requires_grad for p in [*frozen.encoder.parameters(), *frozen.lm.parameters()])
+
+
+@pytest.mark.parametrize("frames", [8, 150])
+def test_qformer_gives_a_fixed_number_of_vectors_per_clip(frames: int) -> None:
+    adapter = QFormerAdapter(64, 48, queries=16, layers=2, heads=4, out_scale=2.0)
+    out = adapter(torch.randn(3, frames, 64))
+    assert out.shape == (3, 16, 48) and adapter.output_frames(frames) == 16
+    assert float(out.detach().pow(2).mean().sqrt()) == pytest.approx(2.0, rel=0.05)  # LayerNorm × out_scale
+    rebuilt = adapter_from_metadata(adapter.shape_metadata())
+    assert isinstance(rebuilt, QFormerAdapter) and rebuilt.shape_metadata() == adapter.shape_metadata()
+    with pytest.raises(AlignDataError, match="does not divide"):
+        QFormerAdapter(64, 48, heads=6)
+
+
+def test_qformer_speech_lm_step_trains_every_adapter_parameter(frozen: FrozenModels, tiny_build: Path) -> None:
+    config = TrainConfig(adapter="qformer", qformer_queries=8, qformer_layers=1, qformer_heads=4)
+    adapter = build_adapter(frozen.encoder, frozen.lm, seed=0, config=config)
+    model = SpeechLM(frozen.encoder, adapter, frozen.lm)
+    examples, _ = load_examples(tiny_build, frozen.tokenizer, max_target_tokens=32)
+    batch = collate(examples[1:3], Featurizer(frozen.extractor, 30.0))  # interleaved: 1 and 2 clips
+    inputs = model.assemble(batch)
+    text = [sum(len(p.ids) for p in ex.pieces if isinstance(p, TextPiece)) for ex in examples[1:3]]
+    assert inputs.attention_mask.sum(1).tolist() == [t + 8 * len(ex.clips) + len(ex.target_ids) - 1
+                                                     for t, ex in zip(text, examples[1:3])]
+    model(batch).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in adapter.parameters())
+
+
+def test_grad_accumulation_equals_one_big_batch(frozen: FrozenModels, speech_lm: SpeechLM, tiny_build: Path) -> None:
+    examples, _ = load_examples(tiny_build, frozen.tokenizer, max_target_tokens=32)
+    featurize = Featurizer(frozen.extractor, 30.0)
+    texts = [collate([as_transcript(e) for e in part], featurize) for part in (examples[:2], examples[2:])]
+
+    def grads(micro, text_micro) -> tuple[StepLosses, list[torch.Tensor]]:
+        speech_lm.adapter.zero_grad()
+        losses = accumulate(speech_lm, micro, text_micro, kl_weight=0.5)
+        return losses, [p.grad.clone() for p in speech_lm.adapter.parameters()]
+
+    big, big_grads = grads([collate(examples, featurize)], [collate([as_transcript(e) for e in examples], featurize)])
+    two, two_grads = grads([collate(examples[:2], featurize), collate(examples[2:], featurize)], texts)
+    assert big.tokens == two.tokens and big.loss == pytest.approx(two.loss, rel=1e-5)
+    assert big.kl == pytest.approx(two.kl, rel=1e-4)
+    for a, b in zip(big_grads, two_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_kl_to_the_text_input_distribution(frozen: FrozenModels, speech_lm: SpeechLM, tiny_build: Path) -> None:
+    examples, _ = load_examples(tiny_build, frozen.tokenizer, max_target_tokens=32)
+    featurize = Featurizer(frozen.extractor, 30.0)
+    text = collate([as_transcript(e) for e in examples], featurize)
+    with torch.no_grad():
+        nll, kl = speech_lm.token_losses(collate(examples, featurize), text)
+        _, self_kl = speech_lm.token_losses(text, text)
+        plain, none = speech_lm.token_losses(collate(examples, featurize))
+    assert none is None and kl.shape == nll.shape and bool((kl > 0).all())
+    torch.testing.assert_close(nll, plain)
+    torch.testing.assert_close(self_kl, torch.zeros_like(self_kl), atol=1e-5, rtol=0)
+
+
+def test_bf16_frozen_models_keep_an_fp32_adapter(tiny_models: tuple[Path, Path], tiny_build: Path) -> None:
+    assert autocast_dtype(torch.device("cuda"), torch.bfloat16) == torch.bfloat16
+    assert autocast_dtype(torch.device("cuda"), torch.float32) is None
+    assert autocast_dtype(torch.device("cpu"), torch.bfloat16) is None  # CPU runs bf16 weights without autocast
+    whisper, llm = tiny_models
+    config = TrainConfig(whisper=str(whisper), llm=str(llm))
+    models = load_frozen_models(config, torch.device("cpu"), torch.bfloat16)
+    adapter = build_adapter(models.encoder, models.lm, seed=0).to(dtype=torch.float32)
+    model = SpeechLM(models.encoder, adapter, models.lm)
+    examples, _ = load_examples(tiny_build, models.tokenizer, max_target_tokens=32)
+    batch = collate(examples[:2], Featurizer(models.extractor, 30.0))
+    assert model.speech_embeddings(batch.features)[0].dtype == torch.bfloat16  # enters the LM in its dtype
+    model(batch).backward()
+    assert all(p.dtype == torch.float32 and p.grad.dtype == torch.float32 for p in adapter.parameters())
+    with pytest.raises(AlignDataError, match="bfloat16 on cpu"):
+        resolve_device(config.model_copy(update={"device": "cpu", "dtype": "bfloat16"}))
