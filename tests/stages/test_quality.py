@@ -143,16 +143,21 @@ def test_clip_over_the_window_is_filtered_and_bad_audio_is_an_error():
 
 
 def test_stages_only_when_configured():
-    assert asr_gate(QualityConfig()) == [] and target_checks(QualityConfig()) == []
+    assert asr_gate(QualityConfig()) == [] and target_checks(QualityConfig(target_filters=[])) == []
     assert [s.name for s in asr_gate(QualityConfig(enabled=True))] == ["quality"]
     assert [s.name for s in target_checks(QualityConfig(target_filters=["echo"]))] == ["target_checks"]
+
+
+def test_echo_and_over_length_answers_are_filtered_by_default():
+    (stage,) = target_checks(QualityConfig())
+    assert stage.filters == ("echo", "over_length")
 
 
 def test_build_stages_put_the_gate_before_the_llm_and_the_checks_after(corpus_file):
     from align_data.pipeline.stages import build_stages, check_chain
     from tests.conftest import make_config
 
-    plain = [s.name for s in build_stages(make_config(corpus_file))]
+    plain = [s.name for s in build_stages(make_config(corpus_file, quality={"target_filters": []}))]
     assert "quality" not in plain and "target_checks" not in plain
     stages = build_stages(make_config(corpus_file, quality={"enabled": True, "target_filters": ["echo"]}))
     names = [s.name for s in stages]
@@ -164,7 +169,7 @@ def test_config_fields_are_documented_and_strict():
     for name, field in QualityConfig.model_fields.items():
         assert field.description, name
     allowed = typing.get_args(typing.get_args(QualityConfig.model_fields["target_filters"].annotation)[0])
-    assert set(allowed) == set(TARGET_CHECKS) - {"empty"}  # empty answers are already errors of the targets stage
+    assert set(allowed) == set(TARGET_CHECKS) - {"empty"}  # the targets stage always filters empty answers
     with pytest.raises(AlignDataError, match="quality.target_filters"):
         build_config_from_dict({"sources": [{"name": "x", "path": "x"}], "quality": {"target_filters": ["rude"]}})
     with pytest.raises(AlignDataError, match="quality.wer_treshold"):
@@ -202,6 +207,12 @@ def test_over_length_and_translation_prompts():
     french = _target("Maya remplit la bouilloire et attendit près de la fenêtre.", task="translate",
                      prompt="Translate the text into French.", prompt_id="translate-1")
     assert check_target(french, TEXT, None) == ()  # not English, but English was not asked
+
+
+def test_an_answer_that_repeats_the_instruction_is_an_echo():
+    parrot = _target("Continue the following text in a coherent and engaging style.",
+                     prompt="Continue the following text in a coherent and engaging style with less than 40 words.")
+    assert check_target(parrot, TEXT, None) == ("echo",)
 
 
 def test_description_echo_is_judged_against_the_seed_transcript():

@@ -28,12 +28,26 @@ def test_description_request_uses_seed_transcript():
         build_request(_record("description", description=None), np.random.default_rng(0))
 
 
-def test_parse_takes_first_line_and_rejects_empty():
+def test_parse_cleans_to_the_first_stop_string():
     req = build_request(_record("continuation"), np.random.default_rng(0))
     t = parse_response(" It purred.\nText: junk", "stop", req, "m", "b")
     assert t.response == "It purred." and t.finish_reason == "stop" and t.task == "continuation"
-    with pytest.raises(RecordError, match="nothing"):
-        parse_response("  \n", "stop", req, "m", "b")
+    assert parse_response("  \n", "stop", req, "m", "b").response == ""  # the stage filters it
+    chat = parse_response("\n It purred.\nThen it slept.\n\nAnything else?", "stop", req, "m", "b", ("\n\n",))
+    assert chat.response == "It purred.\nThen it slept."  # a chat answer ends at its first blank line
+
+
+def test_every_task_has_a_chat_form_with_the_shots_as_turns():
+    from align_data.stages.targets.prompts import catalog
+
+    for task in ("continuation", "description", "mtbi"):
+        req = build_request(_record(task), np.random.default_rng(0))
+        roles = [role for role, _ in req.chat]
+        assert roles[-1] == "user" and roles[:-1] == ["user", "assistant"] * (len(roles) // 2)
+        assert "The cat sat on the mat." in req.chat[-1][1] or "Hi there" in req.chat[-1][1]
+        assert req.instruction in req.chat[-1][1] and "Answer:" not in req.chat[-1][1]
+    cont = build_request(_record("continuation"), np.random.default_rng(0))
+    assert [c for role, c in cont.chat if role == "assistant"] == [s["response"] for s in catalog()["continuation"]["shots"]]
 
 
 def test_interleaved_target_is_the_next_corpus_text():
@@ -67,7 +81,7 @@ def test_batches_group_tasks_in_order_and_errors_per_row():
     out = stage(recs)
     assert client.calls == [2, 1]  # [a, d] share the continuation prompt's shots, then [b]
     assert out[0].targets[0].response == "first"
-    assert out[3].error.kind == "empty_response"
+    assert out[3].filtered == "target_empty" and out[3].targets[0].response == ""  # kept for the filtered/ file
     assert out[2].targets[0].backend == "corpus"
     assert out[1].targets[0].finish_reason == "length" and out[1].targets[0].task == "description"
     assert stage.take_usage() == {"cache_hits": 0, "calls": 3, "failures": 0, "retries": 0,

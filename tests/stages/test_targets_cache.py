@@ -8,7 +8,7 @@ from align_data.config import LLMConfig
 from align_data.schemas import Record, SourceRef
 from align_data.stages.targets import TargetsStage
 from align_data.stages.targets.cache import ResponseCache, cache_key
-from align_data.stages.targets.client import CachedClient, Completion, Sampling
+from align_data.stages.targets.client import CachedClient, Completion, Prompt, Sampling
 from tests.fakes.openai_server import FakeOpenAIServer
 
 GREEDY = Sampling(max_new_tokens=8, temperature=0.0, top_p=1.0)
@@ -94,13 +94,13 @@ def test_the_cache_sits_in_front_of_any_backend():
         prompts = []
 
         def complete(self, prompts, sampling, seeds):
-            self.prompts += prompts
-            return [Completion(p.upper(), "stop", 1, 1) for p in prompts]
+            self.prompts += [p.text for p in prompts]
+            return [Completion(p.text.upper(), "stop", 1, 1) for p in prompts]
 
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
         client = CachedClient(inner := Counting(), ResponseCache(f"{tmp}/c.sqlite"))
-        assert [c.text for c in client.complete(["a", "b"], GREEDY, [0, 1])] == ["A", "B"]
-        assert [c.text for c in client.complete(["b", "c", "a"], GREEDY, [1, 2, 0])] == ["B", "C", "A"]
+        assert [c.text for c in client.complete([Prompt("a"), Prompt("b")], GREEDY, [0, 1])] == ["A", "B"]
+        assert [c.text for c in client.complete([Prompt(t) for t in "bca"], GREEDY, [1, 2, 0])] == ["B", "C", "A"]
     assert inner.prompts == ["a", "b", "c"]

@@ -9,7 +9,7 @@ from align_data.errors import ServiceUnavailable
 from align_data.schemas import Record, SourceRef
 from align_data.stages.base import RecordError
 from align_data.stages.targets import TargetsStage
-from align_data.stages.targets.client import Completion, Sampling
+from align_data.stages.targets.client import Completion, Prompt, Sampling
 from align_data.stages.targets.openai_api import MalformedResponse, build_payload, parse_completion
 from align_data.stages.targets.openai_client import OpenAIClient, public_url
 from align_data.stages.targets.stage import record_seed
@@ -37,9 +37,22 @@ def _records(n: int, prefix: str = "r") -> list[Record]:
 # --- protocol (pure) -----------------------------------------------------------------------------------------
 
 def test_payload_is_a_completions_request_with_seed_and_newline_stop():
-    p = build_payload("m", "Text: hi\nContinuation:", Sampling(32, 0.7, 0.9), seed=1234)
+    p = build_payload("m", Prompt("Text: hi\nContinuation:"), Sampling(32, 0.7, 0.9), seed=1234)
     assert p == {"model": "m", "prompt": "Text: hi\nContinuation:", "max_tokens": 32, "temperature": 0.7,
                  "top_p": 0.9, "seed": 1234, "n": 1, "stream": False, "stop": ["\n"]}
+
+
+def test_chat_payload_sends_the_turns_and_the_answer_is_the_message_content():
+    prompt = Prompt("Text: hi\nAnswer:", (("user", "Say hi."), ("assistant", "Hi."), ("user", "Say bye.")))
+    p = build_payload("m", prompt, Sampling(32, 0.0, 1.0, ("\n\n",)), seed=7, chat=True)
+    assert "prompt" not in p and p["stop"] == ["\n\n"] and p["seed"] == 7
+    assert p["messages"] == [{"role": "user", "content": "Say hi."}, {"role": "assistant", "content": "Hi."},
+                             {"role": "user", "content": "Say bye."}]
+    body = (b'{"choices": [{"message": {"role": "assistant", "content": "Bye."}, "finish_reason": "stop"}], '
+            b'"usage": {"prompt_tokens": 20, "completion_tokens": 2}}')
+    assert parse_completion(body, chat=True) == Completion("Bye.", "stop", 20, 2)
+    with pytest.raises(MalformedResponse, match="message.content"):
+        parse_completion(b'{"choices": [{"text": "Bye.", "finish_reason": "stop"}]}', chat=True)
 
 
 def test_parse_completion_reads_text_reason_and_usage():
@@ -68,7 +81,7 @@ def test_answers_in_prompt_order_with_per_request_seed_and_key_header(monkeypatc
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     prompts = [f"prompt {i}" for i in range(10)]
     with FakeOpenAIServer() as server:
-        out = _client(server.url).complete(prompts, GREEDY, list(range(100, 110)))
+        out = _client(server.url).complete([Prompt(p) for p in prompts], GREEDY, list(range(100, 110)))
     assert [c.text for c in out] == [answer_for(p) for p in prompts]
     assert {r["payload"]["prompt"]: r["payload"]["seed"] for r in server.requests} == \
         {p: 100 + i for i, p in enumerate(prompts)}
@@ -79,14 +92,14 @@ def test_answers_in_prompt_order_with_per_request_seed_and_key_header(monkeypatc
 def test_no_key_in_the_environment_sends_no_authorization(monkeypatch):
     monkeypatch.delenv("MY_LLM_KEY", raising=False)
     with FakeOpenAIServer() as server:
-        _client(server.url, api_key_env="MY_LLM_KEY").complete(["p"], GREEDY, [0])
+        _client(server.url, api_key_env="MY_LLM_KEY").complete([Prompt("p")], GREEDY, [0])
     assert server.requests[0]["authorization"] == ""
 
 
 def test_requests_overlap_up_to_the_concurrency_bound():
     with FakeOpenAIServer(delay_s=0.2) as server:
         t0 = time.perf_counter()
-        out = _client(server.url, concurrency=4).complete([f"p{i}" for i in range(12)], GREEDY, [0] * 12)
+        out = _client(server.url, concurrency=4).complete([Prompt(f"p{i}") for i in range(12)], GREEDY, [0] * 12)
         elapsed = time.perf_counter() - t0
     assert all(isinstance(c, Completion) for c in out)
     assert server.max_in_flight == 4
@@ -97,7 +110,7 @@ def test_requests_overlap_up_to_the_concurrency_bound():
 def test_a_transient_fault_is_retried_then_succeeds(fault):
     with FakeOpenAIServer(script=[fault], hang_s=2.0) as server:
         client = _client(server.url, timeout_s=0.3 if fault == "hang" else 5.0)
-        [answer] = client.complete(["p"], GREEDY, [0])
+        [answer] = client.complete([Prompt("p")], GREEDY, [0])
     assert answer == Completion(answer_for("p"), "stop", 1, 2)
     assert [r["fault"] for r in server.requests] == [fault, "ok"] and client.retries == 1
 
@@ -108,7 +121,7 @@ def test_a_transient_fault_is_retried_then_succeeds(fault):
 def test_a_fault_that_persists_becomes_that_rows_error_after_the_retries(fault, kind):
     with FakeOpenAIServer(by_prompt={"bad": [fault] * 10}, hang_s=3.0) as server:
         client = _client(server.url, timeout_s=0.5 if fault == "hang" else 5.0, max_retries=2)
-        out = client.complete(["good 1", "bad", "good 2"], GREEDY, [0] * 3)
+        out = client.complete([Prompt(t) for t in ("good 1", "bad", "good 2")], GREEDY, [0] * 3)
     assert isinstance(out[0], Completion) and isinstance(out[2], Completion)
     assert isinstance(out[1], RecordError) and out[1].kind == kind
     assert "3 tries" in str(out[1]) and server.url in str(out[1])
@@ -117,7 +130,7 @@ def test_a_fault_that_persists_becomes_that_rows_error_after_the_retries(fault, 
 
 def test_a_client_error_is_not_retried():
     with FakeOpenAIServer(script=["400"]) as server:
-        [answer] = _client(server.url).complete(["p"], GREEDY, [0])
+        [answer] = _client(server.url).complete([Prompt("p")], GREEDY, [0])
     assert isinstance(answer, RecordError) and answer.kind == "llm_http_400" and len(server.requests) == 1
 
 

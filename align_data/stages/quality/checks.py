@@ -2,8 +2,8 @@
 
 - ``empty``: the response has no word characters.
 - ``echo``: the response repeats its input: fewer than 2 of its words lie outside every word 3-gram it shares
-  with the input (the record's text, or for descriptions the seed transcript the LLM was shown). Responses of
-  fewer than 3 words echo only when they equal the input.
+  with the input (the record's text, the instruction it was asked, or for descriptions the seed transcript the
+  LLM was shown). Responses of fewer than 3 words echo only when they equal the input.
 - ``over_length``: generation stopped at ``llm.max_new_tokens`` (finish_reason ``length``), so the target is cut.
 - ``non_english``: English was asked (the prompt names no other language) and the response is not English:
   over 30 % of its letters are outside ASCII, or it has 5+ words, is not a comma-separated list of short items
@@ -83,7 +83,7 @@ def check_target(target: Target, text: str, description: str | None) -> tuple[st
     failed = []
     if not words:
         failed.append("empty")
-    sources = [normalize_words(text)]
+    sources = [normalize_words(text), normalize_words(target.prompt)]
     if target.task == "description" and description:
         sources.append(normalize_words(description))
     if any(is_echo(words, source) for source in sources):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +25,21 @@ class Sampling:
     stop: tuple[str, ...] = ("\n",)
 
     @classmethod
-    def from_config(cls, config: LLMConfig) -> "Sampling":
-        return cls(config.max_new_tokens, config.temperature, config.top_p)
+    def from_config(cls, config: LLMConfig, chat: bool = False) -> "Sampling":
+        """A few-shot completion answers on one line; a chat answer may run to the end of its first paragraph."""
+        return cls(config.max_new_tokens, config.temperature, config.top_p, ("\n\n",) if chat else ("\n",))
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    """One request in both forms: the few-shot completion text (base models) and the same shots as chat turns
+    ``(role, content)`` (models with a chat template, chat endpoints). The backend picks the form it uses."""
+
+    text: str
+    chat: tuple[tuple[str, str], ...] = ()
+
+    def messages(self) -> list[dict[str, str]]:
+        return [{"role": role, "content": content} for role, content in self.chat]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,12 +59,21 @@ Outcome = Completion | RecordError
 
 
 class LLMClient(Protocol):
-    """A backend: answers prompts in order; a prompt that fails alone comes back as a RecordError."""
+    """A backend: answers prompts in order; a prompt that fails alone comes back as a RecordError. ``chat`` says
+    whether it answers the prompts' chat form (a chat template or endpoint) instead of their completion text."""
 
     model_name: str
     backend: str
+    chat: bool
 
-    def complete(self, prompts: Sequence[str], sampling: Sampling, seeds: Sequence[int]) -> list[Outcome]: ...
+    def complete(self, prompts: Sequence[Prompt], sampling: Sampling, seeds: Sequence[int]) -> list[Outcome]: ...
+
+
+def prompt_key_text(prompt: Prompt, chat: bool) -> str:
+    """The form of a prompt that the cache key covers: its text, or its chat turns as JSON."""
+    if not (chat and prompt.chat):
+        return prompt.text
+    return json.dumps(prompt.messages(), ensure_ascii=False, sort_keys=True)
 
 
 class CachedClient:
@@ -62,12 +85,14 @@ class CachedClient:
         self.cache = cache
         self.model_name = inner.model_name
         self.backend = inner.backend
+        self.chat = getattr(inner, "chat", False)
         self.usage: Counter[str] = Counter()
 
-    def complete(self, prompts: Sequence[str], sampling: Sampling, seeds: Sequence[int]) -> list[Outcome]:
+    def complete(self, prompts: Sequence[Prompt], sampling: Sampling, seeds: Sequence[int]) -> list[Outcome]:
         from align_data.stages.targets.cache import cache_key
 
-        keys = [cache_key(self.model_name, self.backend, p, sampling, s) for p, s in zip(prompts, seeds, strict=True)]
+        keys = [cache_key(self.model_name, self.backend, prompt_key_text(p, self.chat), sampling, s)
+                for p, s in zip(prompts, seeds, strict=True)]
         hits = self.cache.get_many(keys) if self.cache is not None else {}
         out: list[Outcome | None] = [hits.get(k) for k in keys]
         missing = [i for i, o in enumerate(out) if o is None]
@@ -103,6 +128,10 @@ def make_client(config: LLMConfig, cache_path: str | Path | None) -> CachedClien
         from align_data.stages.targets.openai_client import OpenAIClient
 
         inner: LLMClient = OpenAIClient(config)
+    elif config.backend == "vllm":
+        from align_data.stages.targets.vllm_client import VLLMClient
+
+        inner = VLLMClient(config)
     else:
         from align_data.stages.targets.transformers_client import TransformersClient
 

@@ -1,4 +1,4 @@
-"""The openai backend: any OpenAI-compatible server's /completions, many requests in flight, transient
+"""The openai backend: any OpenAI-compatible server's /completions or /chat/completions, many requests in flight, transient
 failures retried with backoff, the rest returned as record errors, and a dead server stopping the build."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 from align_data.config import LLMConfig
 from align_data.errors import ServiceUnavailable
 from align_data.stages.base import RecordError
-from align_data.stages.targets.client import Completion, Outcome, Sampling
+from align_data.stages.targets.client import Completion, Outcome, Prompt, Sampling
 from align_data.stages.targets.openai_api import MalformedResponse, build_payload, parse_completion
 
 CONNECT_TIMEOUT_S = 10.0
@@ -43,7 +43,7 @@ def public_url(url: str) -> str:
 
 
 class OpenAIClient:
-    """POSTs one /completions request per prompt from a pool of ``llm.concurrency`` threads over one
+    """POSTs one /completions (``llm.endpoint``: or /chat/completions) request per prompt from a pool of ``llm.concurrency`` threads over one
     connection pool. The API key comes from the environment variable named by ``llm.api_key_env``; it is
     sent as a header and scrubbed from every message this client produces."""
 
@@ -54,7 +54,8 @@ class OpenAIClient:
 
         self.config = config
         self.model_name = config.model
-        self.url = config.base_url.rstrip("/") + "/completions"
+        self.chat = config.endpoint == "chat"
+        self.url = config.base_url.rstrip("/") + ("/chat/completions" if self.chat else "/completions")
         self.public_url = public_url(self.url)
         key = os.environ.get(config.api_key_env, "").strip()
         self._secrets = tuple(s for s in (key, urlsplit(self.url).password) if s)
@@ -71,11 +72,11 @@ class OpenAIClient:
         self._random = random.Random()
         self.retries = 0  # tries repeated after a transient failure (read by CachedClient for usage)
 
-    def complete(self, prompts: Sequence[str], sampling: Sampling, seeds: Sequence[int]) -> list[Outcome]:
+    def complete(self, prompts: Sequence[Prompt], sampling: Sampling, seeds: Sequence[int]) -> list[Outcome]:
         """Answers in prompt order; raises ServiceUnavailable once max_consecutive_failures requests in a row
         could not reach the server (or were refused as unauthorized / unknown model)."""
         self._raise_if_down()
-        futures = [self._pool.submit(self._one, build_payload(self.model_name, p, sampling, s))
+        futures = [self._pool.submit(self._one, build_payload(self.model_name, p, sampling, s, self.chat))
                    for p, s in zip(prompts, seeds, strict=True)]
         outcomes = [f.result() for f in futures]
         self._raise_if_down()
@@ -127,7 +128,7 @@ class OpenAIClient:
         status = response.status_code
         if status == 200:
             try:
-                return parse_completion(response.content)
+                return parse_completion(response.content, self.chat)
             except MalformedResponse as exc:
                 return Failure("llm_bad_response", f"malformed answer: {exc}", transient=True, service=False)
         message = f"HTTP {status}: {response.text[:200].strip()!r}"

@@ -25,6 +25,13 @@ class Request:
     instruction: str
     llm_prompt: str
     split: str | None = None
+    chat: tuple[tuple[str, str], ...] = ()  # the same shots and question as chat turns (instruct models)
+
+
+def chat_turns(shots: list[tuple[str, str]], question: str) -> tuple[tuple[str, str], ...]:
+    """Few-shot examples as alternating user/assistant turns, then the question."""
+    turns = [turn for ask, answer in shots for turn in (("user", ask), ("assistant", answer))]
+    return (*turns, ("user", question))
 
 
 @lru_cache(maxsize=1)
@@ -37,7 +44,9 @@ def _continuation(record: Record) -> Request:
     shots = "".join(f"{spec['instruction']}\nText: {s['text']}\nContinuation: {s['response']}\n\n"
                     for s in spec["shots"])
     prompt = f"{shots}{spec['instruction']}\nText: {record.text}\nContinuation:"
-    return Request("continuation", spec["id"], spec["instruction"], prompt)
+    chat = chat_turns([(f"{spec['instruction']}\n\n{s['text']}", s["response"]) for s in spec["shots"]],
+                      f"{spec['instruction']}\n\n{record.text}")
+    return Request("continuation", spec["id"], spec["instruction"], prompt, chat=chat)
 
 
 def _description(record: Record, rng: np.random.Generator) -> Request:
@@ -48,7 +57,9 @@ def _description(record: Record, rng: np.random.Generator) -> Request:
     shots = "".join(f"Audio: {s['seed']}\nQuestion: {s['question']}\nAnswer: {s['answer']}\n\n"
                     for s in spec["shots"])
     prompt = f"{shots}Audio: {record.description}\nQuestion: {question['text']}\nAnswer:"
-    return Request("description", question["id"], question["text"], prompt)
+    chat = chat_turns([(f"Audio: {s['seed']}\n\n{s['question']}", s["answer"]) for s in spec["shots"]],
+                      f"Audio: {record.description}\n\n{question['text']}")
+    return Request("description", question["id"], question["text"], prompt, chat=chat)
 
 
 @lru_cache(maxsize=1)
@@ -80,9 +91,11 @@ def _mtbi(record: Record, rng: np.random.Generator, config: MTBIConfig) -> Reque
     shown = task["prompts"][0]["text"]
     shots = "".join(f"Text: {s['text']}\n{shown}\nAnswer: {s['response']}\n\n" for s in task["shots"])
     prompt = f"{shots}Text: {record.text}\n{phrasing['text']}\nAnswer:"
+    chat = chat_turns([(f"Text: {s['text']}\n\n{shown}", s["response"]) for s in task["shots"]],
+                      f"Text: {record.text}\n\n{phrasing['text']}")
     split = ("heldout_task" if task["id"] in config.heldout_tasks
              else "heldout_prompt" if phrasing["id"] in config.heldout_prompts else None)
-    return Request(task["id"], phrasing["id"], phrasing["text"], prompt, split)
+    return Request(task["id"], phrasing["id"], phrasing["text"], prompt, split, chat)
 
 
 def build_request(record: Record, rng: np.random.Generator, mtbi: MTBIConfig | None = None) -> Request | None:
@@ -107,10 +120,18 @@ def corpus_target(record: Record) -> Target:
                   response=record.next_text, model="corpus", backend="corpus", finish_reason="corpus")
 
 
-def parse_response(raw: str, finish_reason: str, request: Request, model: str, backend: str) -> Target:
-    """The first line of the raw completion as a target; an empty answer is a record error."""
-    text = raw.split("\n", 1)[0].strip()
-    if not text:
-        raise RecordError("empty_response", f"the LLM answered nothing for {request.prompt_id}")
+def clean_response(raw: str, stop: tuple[str, ...] = ("\n",)) -> str:
+    """The answer up to its first stop string (a newline after few-shot completion prompts, a blank line after
+    chat prompts; a server may ignore ``stop``), stripped."""
+    text = raw.strip()
+    for marker in stop:
+        text = text.split(marker, 1)[0]
+    return text.strip()
+
+
+def parse_response(raw: str, finish_reason: str, request: Request, model: str, backend: str,
+                   stop: tuple[str, ...] = ("\n",)) -> Target:
+    """The cleaned raw answer as a target. An empty one is returned as is: the targets stage filters it."""
+    text = clean_response(raw, stop)
     return Target(task=request.task, prompt_id=request.prompt_id, prompt=request.instruction,
                   response=text, model=model, backend=backend, finish_reason=finish_reason)

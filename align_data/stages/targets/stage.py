@@ -10,10 +10,11 @@ from typing import ClassVar, Sequence
 from align_data.config import LLMConfig
 from align_data.schemas import Record
 from align_data.stages.base import RecordError, Stage, fail, rng_for
-from align_data.stages.targets.client import CachedClient, Completion, LLMClient, Sampling, make_client
+from align_data.stages.targets.client import CachedClient, Completion, LLMClient, Prompt, Sampling, make_client
 from align_data.stages.targets.prompts import Request, build_request, check_mtbi, corpus_target, parse_response
 
-BACKEND_PACKAGES = {"transformers": ("torch", "transformers"), "openai": ("httpx",)}
+BACKEND_PACKAGES = {"transformers": ("torch", "transformers"), "openai": ("httpx",), "vllm": ("vllm",)}
+EMPTY = "target_empty"  # filter reason of an answer with nothing left after cleaning (always on)
 
 
 def record_seed(seed: int, record: Record) -> int:
@@ -22,7 +23,9 @@ def record_seed(seed: int, record: Record) -> int:
 
 
 class TargetsStage(Stage):
-    """Batch the records' requests through the LLM client, in record order, and attach the targets.
+    """Batch the records' requests through the LLM client, in record order, and attach the targets. An answer
+    that is empty once cleaned filters its record (``target_empty``); echo and over-length answers are filtered by
+    the target-checks stage after this one (``quality.target_filters``).
 
     The client (backend + response cache) is made in ``setup()``; ``client=`` injects one (tests), and a bare
     backend given there is put behind a cache-less CachedClient so usage is counted the same way."""
@@ -72,25 +75,23 @@ class TargetsStage(Stage):
             return out
         self.setup()
         self.client.take_usage()  # drop what a call that raised (ServiceUnavailable) left counted
-        sampling = Sampling.from_config(self.config)
+        sampling = Sampling.from_config(self.config, chat=self.client.chat)
         size = self.config.batch_size
         for start in range(0, len(pending), size):
             chunk = pending[start:start + size]
             try:
-                answers = self.client.complete([r.llm_prompt for _, r in chunk], sampling,
+                answers = self.client.complete([Prompt(r.llm_prompt, r.chat) for _, r in chunk], sampling,
                                                [record_seed(self.seed, out[i]) for i, _ in chunk])
             except RecordError as exc:  # a client that failed the whole batch
                 answers = [exc] * len(chunk)
             for (i, request), answer in zip(chunk, answers, strict=True):
-                if isinstance(answer, Completion):
-                    try:
-                        target = parse_response(answer.text, answer.finish_reason, request,
-                                                self.client.model_name, self.client.backend)
-                        split = request.split if request.split and out[i].split == "train" else out[i].split
-                        out[i] = dataclasses.replace(out[i], targets=(target,), split=split)
-                        continue
-                    except RecordError as exc:
-                        answer = exc
-                out[i] = fail(out[i], self.name, answer.kind, str(answer))
+                if not isinstance(answer, Completion):
+                    out[i] = fail(out[i], self.name, answer.kind, str(answer))
+                    continue
+                target = parse_response(answer.text, answer.finish_reason, request, self.client.model_name,
+                                        self.client.backend, sampling.stop)
+                split = request.split if request.split and out[i].split == "train" else out[i].split
+                out[i] = dataclasses.replace(out[i], targets=(target,), split=split,
+                                             filtered=None if target.response else EMPTY)
         self._usage = self.client.take_usage()
         return out

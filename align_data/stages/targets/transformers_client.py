@@ -1,4 +1,5 @@
-"""The transformers backend: batched greedy or seeded-sampling generation that stops at a newline."""
+"""The transformers backend: batched greedy or seeded-sampling generation, left padded, that stops at the sampling's
+stop string; a model whose tokenizer has a chat template is asked in chat turns."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from align_data.errors import AlignDataError
-from align_data.stages.targets.client import Completion, Outcome, Sampling
+from align_data.stages.targets.client import Completion, Outcome, Prompt, Sampling
 
 
 def resolve_model(name: str) -> Path:
@@ -31,7 +32,8 @@ def shared_prefix(prompts: list[str], boundary: str = "\n\n") -> str:
 
 
 class TransformersClient:
-    """Loads a causal LM once; ``generate`` returns (text, finish_reason) per prompt, in order.
+    """Loads a causal LM once; ``complete`` answers prompts in order (chat turns through the tokenizer's chat
+    template when it has one, else the few-shot text).
 
     The few-shot prefix that a batch shares is run once per worker and its KV cache reused (on CPU the
     prefill of ~300 prompt tokens per row costs more than generating the answer)."""
@@ -50,33 +52,56 @@ class TransformersClient:
         self.tokenizer = AutoTokenizer.from_pretrained(str(path))
         self.tokenizer.padding_side = "left"
         self.model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).eval()
-        vocab = self.tokenizer.get_vocab()
-        self.stop_ids = sorted({i for t, i in vocab.items() if "\n" in t or t == "<0x0A>"}
-                               | {self.tokenizer.eos_token_id})
+        self.chat = bool(getattr(self.tokenizer, "chat_template", None))
+        self._stop_ids: dict[tuple[str, ...], list[int]] = {}
         self._prefixes: dict[str, tuple[Any, Any]] = {}
         self.prefix_cache = prefix_cache
 
-    def _prefix_cache(self, prefix: str) -> tuple[Any, Any]:
+    @property
+    def stop_ids(self) -> list[int]:
+        """The token ids that end a one-line answer (the few-shot completion prompts' stop)."""
+        return self.stop_ids_for(("\n",))
+
+    def stop_ids_for(self, stop: tuple[str, ...]) -> list[int]:
+        """Tokens whose text holds a stop string (byte-fallback '<0x0A>' is a newline), plus end of sequence
+        (and end of turn, where the generation config lists it)."""
+        if stop not in self._stop_ids:
+            vocab = self.tokenizer.get_vocab()
+            ends = self.model.generation_config.eos_token_id
+            ends = set(ends if isinstance(ends, list) else [ends]) | {self.tokenizer.eos_token_id}
+            self._stop_ids[stop] = sorted({i for t, i in vocab.items()
+                                           if any(s in t.replace("<0x0A>", "\n") for s in stop)}
+                                          | {e for e in ends if e is not None})
+        return self._stop_ids[stop]
+
+    def render(self, prompt: Prompt) -> str:
+        """What the model reads: the chat turns through the chat template, or the few-shot text."""
+        if self.chat and prompt.chat:
+            return self.tokenizer.apply_chat_template(prompt.messages(), tokenize=False, add_generation_prompt=True)
+        return prompt.text
+
+    def _prefix_cache(self, prefix: str, special: bool) -> tuple[Any, Any]:
         """Token ids and KV cache of ``prefix`` (batch 1), computed once and kept."""
         import torch
 
         if prefix not in self._prefixes:
             if len(self._prefixes) >= self.max_cached_prefixes:
                 self._prefixes.pop(next(iter(self._prefixes)))
-            ids = self.tokenizer(prefix, return_tensors="pt")["input_ids"]
+            ids = self.tokenizer(prefix, return_tensors="pt", add_special_tokens=special)["input_ids"]
             with torch.inference_mode():
                 cache = self.model(input_ids=ids, use_cache=True).past_key_values
             self._prefixes[prefix] = (ids, cache)
         return self._prefixes[prefix]
 
-    def _inputs(self, prompts: list[str]) -> dict[str, Any]:
-        """generate() inputs: [shared prefix from cache][left-padded suffixes] with a matching mask."""
+    def _inputs(self, prompts: list[str], special: bool = True) -> dict[str, Any]:
+        """generate() inputs: [shared prefix from cache][left-padded suffixes] with a matching mask. ``special``:
+        add the tokenizer's BOS (a chat template writes its own)."""
         import torch
 
         prefix = shared_prefix(prompts) if self.prefix_cache else ""
         if not prefix:
-            return dict(self.tokenizer(prompts, return_tensors="pt", padding=True))
-        prefix_ids, cache = self._prefix_cache(prefix)
+            return dict(self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=special))
+        prefix_ids, cache = self._prefix_cache(prefix, special)
         rest = self.tokenizer([p[len(prefix):] for p in prompts], add_special_tokens=False,
                               return_tensors="pt", padding=True)
         batch = len(prompts)
@@ -89,22 +114,25 @@ class TransformersClient:
 
     def generate(self, prompts: list[str], max_new_tokens: int, temperature: float, top_p: float,
                  seed: int) -> list[tuple[str, str]]:
-        """(text, finish_reason) per prompt; one seed for the whole batch."""
-        return [(c.text, c.finish_reason) for c in self._generate(prompts, max_new_tokens, temperature, top_p, seed)]
+        """(text, finish_reason) per few-shot text prompt; one seed for the whole batch."""
+        return [(c.text, c.finish_reason)
+                for c in self._generate(prompts, max_new_tokens, temperature, top_p, seed, self.stop_ids)]
 
-    def complete(self, prompts: Sequence[str], sampling: Sampling, seeds: Sequence[int]) -> list[Outcome]:
+    def complete(self, prompts: Sequence[Prompt], sampling: Sampling, seeds: Sequence[int]) -> list[Outcome]:
         """The LLMClient contract. One batched generate: when sampling, the first prompt's seed seeds the batch
         (torch draws for the batch as a whole)."""
-        return list(self._generate(list(prompts), sampling.max_new_tokens, sampling.temperature, sampling.top_p,
-                                   seeds[0] if seeds else 0))
+        chat = self.chat and all(p.chat for p in prompts)
+        return list(self._generate([self.render(p) for p in prompts], sampling.max_new_tokens, sampling.temperature,
+                                   sampling.top_p, seeds[0] if seeds else 0, self.stop_ids_for(sampling.stop),
+                                   special=not chat))
 
     def _generate(self, prompts: list[str], max_new_tokens: int, temperature: float, top_p: float,
-                  seed: int) -> list[Completion]:
+                  seed: int, stop_ids: list[int], special: bool = True) -> list[Completion]:
         import torch
 
-        enc = self._inputs(prompts)
+        enc = self._inputs(prompts, special)
         sampling = temperature > 0
-        kwargs = dict(do_sample=sampling, max_new_tokens=max_new_tokens, eos_token_id=self.stop_ids,
+        kwargs = dict(do_sample=sampling, max_new_tokens=max_new_tokens, eos_token_id=stop_ids,
                       pad_token_id=self.tokenizer.pad_token_id)
         if sampling:
             kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
@@ -116,7 +144,7 @@ class TransformersClient:
         new = out[:, enc["input_ids"].shape[1]:]
         prompt_tokens = enc["attention_mask"].sum(dim=1).tolist()
         results = []
-        stops = set(self.stop_ids)
+        stops = set(stop_ids)
         for row, tokens_in in zip(new.tolist(), prompt_tokens, strict=True):
             cut = next((i for i, t in enumerate(row) if t in stops), None)
             tokens = row if cut is None else row[:cut]
