@@ -3,10 +3,10 @@ check it matches."""
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
+import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from align_data.errors import AlignDataError
@@ -24,8 +24,9 @@ class TrainConfig(BaseModel):
     steps: int = Field(10, ge=1, description="Total optimizer steps (a resume continues up to this total).")
     batch_size: int = Field(2, ge=1, description="Examples per micro-batch; an optimizer step takes `grad_accum` "
                             "micro-batches.")
-    grad_accum: int = Field(1, ge=1, description="Micro-batches whose gradients are summed into one optimizer step; "
-                            "the loss is the mean over all their target tokens, as one batch of batch_size×grad_accum.")
+    grad_accum: int = Field(1, ge=1, description="Micro-batches whose gradients are summed into one optimizer "
+                            "step; the loss is the mean over all their target tokens, as one batch of "
+                            "batch_size×grad_accum.")
     lr: float = Field(1e-3, gt=0, description="Peak AdamW learning rate, reached after `warmup` steps.")
     schedule: Literal["constant", "cosine"] = Field(
         "constant", description="After warmup: 'constant' keeps lr; 'cosine' decays it to lr×min_lr_ratio at "
@@ -50,10 +51,12 @@ class TrainConfig(BaseModel):
         None, description="Mixture of the build's recipes (a row's task: continuation, description, interleaved, "
         "mtbi) by relative weight, drawn per example from the seed; None = as they occur in the shards. A weight "
         "for a recipe with no usable rows is an error.")
-    shuffle_window: int = Field(8, ge=1, description="Parquet row groups (a shard is usually one) read together and "
-                                "shuffled as one buffer; memory grows with it. Row-group order is reshuffled each epoch.")
+    shuffle_window: int = Field(8, ge=1, description="Parquet row groups (a shard is usually one) read together "
+                                "and shuffled as one buffer; memory grows with it. Row-group order is reshuffled "
+                                "each epoch.")
     bucket_batches: int = Field(8, ge=1, description="Length bucketing: draw this many micro-batches of examples, "
-                                "sort them by length, cut into micro-batches (less padding) and shuffle those; 1 = off.")
+                                "sort them by length, cut into micro-batches (less padding) and shuffle those; "
+                                "1 = off.")
     log_every: int = Field(10, ge=1, description="Print the loss every N steps (train_log.jsonl gets every step).")
     save_every: int = Field(50, ge=1, description="Checkpoint every N steps; the last step is always saved.")
     metrics: list[Literal["jsonl", "tensorboard"]] = Field(

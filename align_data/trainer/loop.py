@@ -30,11 +30,20 @@ from align_data.trainer.checkpoint import (
 )
 from align_data.trainer.config import RESUMABLE_CHANGES, TrainConfig
 from align_data.trainer.data import Batch, Featurizer, as_transcript, collate, record_examples
+from align_data.trainer.distributed import (
+    World,
+    barrier,
+    join_world,
+    leave_world,
+    local_device,
+    sum_across,
+    sum_gradients,
+)
 from align_data.trainer.model import FrozenModels, SpeechLM, build_adapter, load_frozen_models, resolve_device
 from align_data.trainer.step_log import StepLog, check_sinks
 from align_data.trainer.stream import batch_stream, mixture_weights, scan_shards
 
-__all__ = ["train", "load_adapter", "lr_at", "accumulate"]
+__all__ = ["accumulate", "load_adapter", "lr_at", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -88,30 +97,41 @@ def torch_threads(count: int | None) -> Iterator[None]:
 
 @dataclass(frozen=True, slots=True)
 class StepLosses:
-    """Mean per-token loss terms of one optimizer step (over all its micro-batches) and its target tokens."""
+    """Loss sums of one optimizer step over its target tokens; ``loss`` and ``kl`` are the per-token means."""
 
-    loss: float  # NLL (what eval reports)
-    kl: float | None
+    nll_sum: float
+    kl_sum: float | None
     tokens: int
+
+    @property
+    def loss(self) -> float:
+        """Mean target-token NLL (what eval reports)."""
+        return self.nll_sum / self.tokens
+
+    @property
+    def kl(self) -> float | None:
+        return None if self.kl_sum is None else self.kl_sum / self.tokens
 
 
 def accumulate(model: SpeechLM, micro: list[Batch], text_micro: list[Batch] | None = None,
-               kl_weight: float = 0.0) -> StepLosses:
+               kl_weight: float = 0.0, step_tokens: int | None = None) -> StepLosses:
     """Backpropagate one optimizer step's micro-batches: each adds its token sums divided by the step's total
-    target tokens, so the gradient equals that of one batch holding them all."""
+    target tokens (``step_tokens``, default these micro-batches' own), so the gradient equals that of one batch
+    holding them all. Returns this process's sums."""
     tokens = sum(len(t) for batch in micro for t in batch.targets)
+    step_tokens = step_tokens or tokens
     nll_total, kl_total = 0.0, 0.0
     for i, batch in enumerate(micro):
         nll, kl = model.token_losses(batch, text_micro[i] if text_micro else None)
-        loss = nll.sum() / tokens
+        loss = nll.sum() / step_tokens
         if kl is not None:
-            loss = loss + kl_weight * kl.sum() / tokens
+            loss = loss + kl_weight * kl.sum() / step_tokens
             kl_total += float(kl.detach().sum())
         if not torch.isfinite(loss):
             raise AlignDataError(f"the loss is {loss.item()}; lower lr or set grad_clip")
         loss.backward()
         nll_total += float(nll.detach().sum())
-    return StepLosses(nll_total / tokens, kl_total / tokens if text_micro else None, tokens)
+    return StepLosses(nll_total, kl_total if text_micro else None, tokens)
 
 
 def train(shards_dir: Path, out_dir: Path, config: TrainConfig, *, resume: bool = False, progress: bool = True,
@@ -136,6 +156,19 @@ def _train(shards_dir: Path, out_dir: Path, config: TrainConfig, *, resume: bool
            models: FrozenModels | None) -> dict[str, Any]:
     """The body of ``train``, run under the configured thread count."""
     device, dtype = resolve_device(config)
+    owned = not (torch.distributed.is_available() and torch.distributed.is_initialized())
+    world = join_world(device)
+    try:
+        return _train_in_world(shards_dir, out_dir, config, world, local_device(device, world), dtype,
+                               resume=resume, progress=progress, models=models)
+    finally:
+        leave_world(world, owned=owned)
+
+
+def _train_in_world(shards_dir: Path, out_dir: Path, config: TrainConfig, world: World, device: torch.device,
+                    dtype: torch.dtype, *, resume: bool, progress: bool, models: FrozenModels | None) -> dict[str, Any]:
+    """Train as process ``world.rank``: every process draws every micro-batch of a step (same stream, same
+    position) and runs its own ``grad_accum`` of them; only the main process logs and writes."""
     checkpoint = load_checkpoint(out_dir, device) if resume else None
     if checkpoint is not None:
         _check_resumable(checkpoint[0]["config"], config, out_dir)
@@ -145,7 +178,7 @@ def _train(shards_dir: Path, out_dir: Path, config: TrainConfig, *, resume: bool
     index = scan_shards(shards_dir, tasks=config.tasks, split=config.split)
     mixture = mixture_weights(index, config.task_weights)
     skipped = {k: v for k, v in index.counts.items() if k.startswith("skipped_") and v}
-    if skipped:
+    if skipped and world.main:
         log.warning("train: %d examples from %d rows; skipped %s", index.counts["examples"], index.counts["rows"],
                     skipped)
     models = models or load_frozen_models(config, device, dtype)
@@ -169,34 +202,40 @@ def _train(shards_dir: Path, out_dir: Path, config: TrainConfig, *, resume: bool
         set_rng_state(state["rng"])
         stream.restore(state["data"])
         start = int(state["step"])
-        truncate_log(out_dir / LOG_FILE, start)
-    else:
+        if world.main:
+            truncate_log(out_dir / LOG_FILE, start)
+    elif world.main:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / LOG_FILE).unlink(missing_ok=True)
     featurize = Featurizer(models.extractor, config.max_audio_s)
     meta = {"config": config.model_dump(), "counts": index.counts, "examples_per_recipe": index.examples,
             "mixture": mixture, "trainable_params": trainable, "adapter": adapter.shape_metadata(),
-            "shards_dir": str(shards_dir)}
+            "shards_dir": str(shards_dir), "world_size": world.size}
 
     losses: list[float] = []
     seconds: list[float] = []
-    bar = tqdm(total=config.steps, initial=start, unit="step", file=sys.stderr, disable=not progress,
+    bar = tqdm(total=config.steps, initial=start, unit="step", file=sys.stderr, disable=not (progress and world.main),
                dynamic_ncols=True, desc="train")
-    with StepLog(out_dir / LOG_FILE, config.metrics, start) as step_log, bar:
+    with StepLog(out_dir / LOG_FILE, config.metrics, start, enabled=world.main) as step_log, bar:
         for step in range(start + 1, config.steps + 1):
             began = time.perf_counter()
             lr = lr_at(config, step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            drawn = [stream.next() for _ in range(config.grad_accum)]
-            micro = [collate(examples, featurize) for examples in drawn]
-            text_micro = ([collate([as_transcript(e) for e in examples], featurize) for examples in drawn]
+            drawn = [stream.next() for _ in range(config.grad_accum * world.size)]
+            mine = drawn[world.rank * config.grad_accum: (world.rank + 1) * config.grad_accum]
+            micro = [collate(examples, featurize) for examples in mine]
+            text_micro = ([collate([as_transcript(e) for e in examples], featurize) for examples in mine]
                           if config.kl_weight > 0 else None)
+            step_tokens = sum(len(e.target_ids) for examples in drawn for e in examples)
             optimizer.zero_grad(set_to_none=True)
             try:
-                step_losses = accumulate(model, micro, text_micro, config.kl_weight)
+                own = accumulate(model, micro, text_micro, config.kl_weight, step_tokens)
             except AlignDataError as exc:
                 raise AlignDataError(f"step {step} (lr {lr:g}): {exc}") from exc
+            nll_sum, kl_sum = sum_across(world, [own.nll_sum, own.kl_sum or 0.0], device)
+            step_losses = StepLosses(nll_sum, None if own.kl_sum is None else kl_sum, step_tokens)
+            sum_gradients(world, params)
             limit = config.grad_clip if config.grad_clip is not None else math.inf
             grad_norm = float(torch.nn.utils.clip_grad_norm_(params, limit))
             optimizer.step()
@@ -213,8 +252,9 @@ def _train(shards_dir: Path, out_dir: Path, config: TrainConfig, *, resume: bool
             bar.set_postfix(loss=f"{step_losses.loss:.4f}", ex_s=f"{count / elapsed:.2f}")
             if progress and step % config.log_every == 0:
                 bar.write(f"step {step}/{config.steps} loss {step_losses.loss:.4f} lr {lr:.2e} {elapsed:.2f}s")
-            if step % config.save_every == 0 or step == config.steps:
+            if (step % config.save_every == 0 or step == config.steps) and world.main:
                 save_checkpoint(out_dir, adapter, optimizer, step, {**meta, "data": stream.state()})
+    barrier(world)  # the other processes return once the last checkpoint is whole
     timed = seconds[1:] if len(seconds) > 1 else seconds
     return {
         "steps": max(start, config.steps),

@@ -24,18 +24,21 @@ def check_sinks(sinks: list[str]) -> None:
 
 class StepLog:
     """Appends one JSON line per step to ``log_path`` and mirrors the scalars to TensorBoard in
-    ``OUT/tensorboard`` when ``sinks`` names it (events after ``start_step`` from a crashed run are purged)."""
+    ``OUT/tensorboard`` when ``sinks`` names it (events after ``start_step`` from a crashed run are purged);
+    ``enabled`` False (a non-main training process) writes nothing."""
 
-    def __init__(self, log_path: Path, sinks: list[str], start_step: int) -> None:
+    def __init__(self, log_path: Path, sinks: list[str], start_step: int, *, enabled: bool = True) -> None:
         check_sinks(sinks)
-        self.file = open(log_path, "a", encoding="utf-8")
+        self.file = open(log_path, "a", encoding="utf-8") if enabled else None
         self.board = None
-        if "tensorboard" in sinks:
+        if "tensorboard" in sinks and enabled:
             from torch.utils.tensorboard import SummaryWriter
 
             self.board = SummaryWriter(str(log_path.parent / TENSORBOARD_DIR), purge_step=start_step + 1)
 
     def write(self, line: dict[str, Any]) -> None:
+        if self.file is None:
+            return
         self.file.write(json.dumps(line) + "\n")
         self.file.flush()
         if self.board is not None:
@@ -44,7 +47,8 @@ class StepLog:
                     self.board.add_scalar(f"train/{name}", line[name], line["step"])
 
     def close(self) -> None:
-        self.file.close()
+        if self.file is not None:
+            self.file.close()
         if self.board is not None:
             self.board.close()
 
