@@ -1,4 +1,5 @@
-"""Fault injection only: a local OpenAI-compatible /v1/completions server that fails on request.
+"""Fault injection only: a local OpenAI-compatible /v1/completions (and /v1/chat/completions) server that fails
+on request.
 
 Each request takes the next fault from a script (global, or per prompt substring); "ok" answers with a short
 text derived from the prompt so tests can tell answers apart. Faults:
@@ -76,11 +77,22 @@ class FakeOpenAIServer:
             return self.script.pop(0) if self.script else self.default
 
 
+def prompt_of(payload: dict[str, Any]) -> str:
+    """The prompt text of a completions request, or the chat turns' contents of a chat request."""
+    if "messages" in payload:
+        return "\n".join(str(m.get("content", "")) for m in payload["messages"])
+    return str(payload.get("prompt", ""))
+
+
 def _completion(payload: dict[str, Any]) -> bytes:
-    prompt = str(payload.get("prompt", ""))
+    prompt = prompt_of(payload)
+    if "messages" in payload:
+        choice = {"index": 0, "message": {"role": "assistant", "content": answer_for(prompt)}, "finish_reason": "stop"}
+    else:
+        choice = {"index": 0, "text": answer_for(prompt), "finish_reason": "stop", "logprobs": None}
     return json.dumps({
         "id": "cmpl-fake", "object": "text_completion", "created": 0, "model": payload.get("model"),
-        "choices": [{"index": 0, "text": answer_for(prompt), "finish_reason": "stop", "logprobs": None}],
+        "choices": [choice],
         "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": 2,
                   "total_tokens": len(prompt.split()) + 2},
     }).encode()
@@ -108,10 +120,10 @@ def _handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             payload = json.loads(body)
-            fault = server.next_fault(str(payload.get("prompt", "")))
+            fault = server.next_fault(prompt_of(payload))
             auth = self.headers.get("Authorization", "")
             with server._lock:
-                server.requests.append({"payload": payload, "authorization": auth, "fault": fault})
+                server.requests.append({"payload": payload, "authorization": auth, "fault": fault, "path": self.path})
                 server.in_flight += 1
                 server.max_in_flight = max(server.max_in_flight, server.in_flight)
             try:

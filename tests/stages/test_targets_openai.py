@@ -13,7 +13,7 @@ from align_data.stages.targets.client import Completion, Prompt, Sampling
 from align_data.stages.targets.openai_api import MalformedResponse, build_payload, parse_completion
 from align_data.stages.targets.openai_client import OpenAIClient, public_url
 from align_data.stages.targets.stage import record_seed
-from tests.fakes.openai_server import FakeOpenAIServer, answer_for, free_port
+from tests.fakes.openai_server import FakeOpenAIServer, answer_for, free_port, prompt_of
 
 SECRET = "sk-test-5f3c9a1e77d04b2b"
 GREEDY = Sampling(max_new_tokens=8, temperature=0.0, top_p=1.0)
@@ -199,3 +199,21 @@ def test_how_targets_are_fetched_is_not_part_of_the_config_hash(tmp_path):
     assert build_config_from_dict(base).hash() != build_config_from_dict(changed).hash()
     (tmp_path / "c.toml").write_text('[[sources]]\nname = "a"\npath = "x"\n[llm]\ncache_path = "cache/llm.sqlite"\n')
     assert load_build_config(tmp_path / "c.toml").llm.cache_path == str(tmp_path / "cache/llm.sqlite")
+
+
+def test_chat_endpoint_sends_the_shots_as_turns_and_caches_them(tmp_path):
+    records = [Record(id=f"c{i}", shard_id=0, source=SourceRef("t", "d", i), text=f"The cat sat on mat {i}.",
+                      task="continuation") for i in range(3)]
+    with FakeOpenAIServer() as server:
+        config = LLMConfig(backend="openai", model="m", base_url=server.url, endpoint="chat")
+        stage = TargetsStage(config, seed=0, cache_path=tmp_path / "cache.sqlite")
+        out = stage(records)
+        again = TargetsStage(config, seed=0, cache_path=tmp_path / "cache.sqlite")(records)
+    assert {r["path"] for r in server.requests} == {"/v1/chat/completions"} and len(server.requests) == 3
+    payload = server.requests[0]["payload"]
+    assert payload["stop"] == ["\n\n"] and "prompt" not in payload
+    assert [m["role"] for m in payload["messages"]] == ["user", "assistant", "user", "assistant", "user"]
+    answers = {answer_for(prompt_of(r["payload"])).strip() for r in server.requests}
+    assert {r.targets[0].response for r in out} == answers and len(answers) == 3
+    assert [r.targets for r in again] == [r.targets for r in out]
+
