@@ -60,12 +60,16 @@ def filesystem(url: str, options: Options | None = None) -> tuple[Any, str]:
     except ValueError as exc:
         raise AlignDataError(f"{url}: unknown storage protocol {protocol!r}; use a local path or a URL fsspec "
                              "knows (s3://, gs://, az://, file://, ...)") from exc
-    except ImportError as exc:
-        module = known_implementations.get(protocol, {}).get("class", "").split(".", 1)[0] or protocol
-        raise AlignDataError(f"{url}: reading or writing {protocol}:// needs the package {module!r}: "
-                             f"pip install {module}" + (" (or the align-data extra: pip install 'align-data[s3]')"
-                                                       if protocol in ("s3", "s3a") else "")) from exc
-    fs = cls(**(options or {}).get(protocol, {}))
+    except ImportError as exc:  # fsspec knows the protocol; its backend package is not installed
+        module = known_implementations.get(protocol, {}).get("class", "").split(".", 1)[0]
+        hint = f"pip install {module}" if module and module != "fsspec" else "install the package it names"
+        if protocol in ("s3", "s3a"):
+            hint += " (or pip install 'align-data[s3]')"
+        raise AlignDataError(f"{url}: the {protocol}:// filesystem is not installed ({exc}); {hint}") from exc
+    try:
+        fs = cls(**(options or {}).get(protocol, {}))
+    except TypeError as exc:  # an option the backend does not take (the message names it, not its value)
+        raise AlignDataError(f"storage.options.{protocol}: {exc}") from exc
     return fs, fs._strip_protocol(url)
 
 
