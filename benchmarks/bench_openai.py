@@ -1,12 +1,13 @@
 """openai backend: generated tokens/s with 8 requests in flight vs 1, same server, same prompts, one run.
 
 The server is, by default, llama-cpp-python's server on the embedded Gemma 3 270M GGUF, started here
-(needs the `llamacpp` extra); --base-url/--model use any running OpenAI-compatible server instead (vllm
-serve, ...); --stub-latency S uses the fault stub answering every request after S seconds (no model: it
+(needs the `llamacpp` extra); --vllm-serve starts `vllm serve` on the prepared HF folder instead (in the venv of
+`make test-vllm`); --base-url/--model use any running OpenAI-compatible server; --stub-latency S uses the fault stub answering every request after S seconds (no model: it
 measures only how well the client overlaps requests). The response cache is off. Prints tokens/s for each
 concurrency (the fastest of --rounds), the ratio, and whether both gave identical answers (greedy).
 
     .venv/bin/python benchmarks/bench_openai.py [--prompts 64] [--max-new-tokens 32] [--concurrency 8] [--rounds 1]
+    .venv-vllm/bin/python benchmarks/bench_openai.py --vllm-serve
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.* helpers
 
 from align_data.config import LLMConfig  # noqa: E402
 from align_data.schemas import Record, SourceRef  # noqa: E402
-from align_data.stages.targets.client import Completion, Sampling  # noqa: E402
+from align_data.stages.targets.client import Completion, Prompt, Sampling  # noqa: E402
 from align_data.stages.targets.openai_client import OpenAIClient  # noqa: E402
 from align_data.stages.targets.prompts import build_request  # noqa: E402
 
@@ -35,16 +36,16 @@ SENTENCES = [
 ]
 
 
-def prompts(n: int) -> list[str]:
+def prompts(n: int) -> list[Prompt]:
     out = []
     for i in range(n):
         text = f"{SENTENCES[i % len(SENTENCES)]} It was day {i}."
         record = Record(id=f"b-{i}", shard_id=0, source=SourceRef("b", str(i), 0), text=text, task="continuation")
-        out.append(build_request(record, np.random.default_rng(0)).llm_prompt)
+        out.append(Prompt(build_request(record, np.random.default_rng(0)).llm_prompt))
     return out
 
 
-def run(url: str, model: str, concurrency: int, batch: list[str], sampling: Sampling) -> tuple[float, list]:
+def run(url: str, model: str, concurrency: int, batch: list[Prompt], sampling: Sampling) -> tuple[float, list]:
     client = OpenAIClient(LLMConfig(backend="openai", model=model, base_url=url, concurrency=concurrency,
                                     cache=False, timeout_s=600))
     try:
@@ -63,6 +64,7 @@ def main() -> None:
     parser.add_argument("--base-url", help="a running OpenAI-compatible server (…/v1)")
     parser.add_argument("--model", default="gemma-3-270m", help="the model name that server serves")
     parser.add_argument("--stub-latency", type=float, help="use the stub with this per-request latency (s)")
+    parser.add_argument("--vllm-serve", action="store_true", help="start `vllm serve` on the prepared Gemma folder")
     parser.add_argument("--threads", type=int, default=2, help="llama.cpp threads (started server only)")
     parser.add_argument("--rounds", type=int, default=1, help="alternate 1, N, 1, N, ...; keep each one's fastest "
                                                               "(on a shared machine load drifts during a run)")
@@ -70,6 +72,11 @@ def main() -> None:
 
     if args.base_url:
         server, name = contextlib.nullcontext(args.base_url), f"server at {args.base_url}"
+    elif args.vllm_serve:
+        from align_data.models.gemma import prepare_gemma
+        from tests.stages.vllm_server import vllm_server
+
+        server, name = vllm_server(prepare_gemma(), eager=False), "vllm serve (CPU build), Gemma 3 270M HF folder"
     elif args.stub_latency is not None:
         from tests.fakes.openai_server import FakeOpenAIServer
 

@@ -1,7 +1,10 @@
-"""Targets stage on CPU: generation with the shared few-shot prefix cached vs full prompts, same rows.
+"""Targets backends on CPU, same model and prompts in one run: batched vs one prompt at a time (tokens/s), and for
+transformers the shared few-shot prefix cached vs full prompts.
 
-Prints seconds, rows/s, the speed-up ratio and whether the answers are identical.
-    .venv/bin/python benchmarks/bench_targets.py [--rows 16] [--max-new-tokens 40]
+Prints seconds, generated tokens/s, the ratios and whether the answers are identical (greedy).
+    .venv/bin/python benchmarks/bench_targets.py [--prompts 64] [--batch-size 16] [--max-new-tokens 32]
+    .venv-vllm/bin/python benchmarks/bench_targets.py --backend vllm     # in the venv of `make test-vllm`
+    .venv/bin/python benchmarks/bench_targets.py --prefix-cache [--rows 16]
 """
 
 from __future__ import annotations
@@ -11,9 +14,10 @@ import time
 
 import numpy as np
 
+from align_data.config import LLMConfig
 from align_data.schemas import Record, SourceRef
+from align_data.stages.targets.client import Completion, Prompt, Sampling, make_client
 from align_data.stages.targets.prompts import build_request
-from align_data.stages.targets.transformers_client import TransformersClient
 
 SENTENCES = [
     "The kettle took forever to boil on the old stove.", "Our team lost the final by a single goal.",
@@ -26,31 +30,79 @@ SENTENCES = [
 def _records(n: int, task: str) -> list[Record]:
     out = []
     for i in range(n):
-        text = SENTENCES[i % len(SENTENCES)]
+        text = f"{SENTENCES[i % len(SENTENCES)]} It was day {i}."
         seed = f'[00:00:00 - 00:00:03]: "{text}" (Gender: Female, Accent: British, Pitch: normal, Duration: 3s)'
         out.append(Record(id=f"b-{i}", shard_id=0, source=SourceRef("b", str(i), 0), text=text, task=task,
                           description=seed))
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rows", type=int, default=16)
-    parser.add_argument("--max-new-tokens", type=int, default=40)
-    args = parser.parse_args()
-    client = TransformersClient("embedded")
+def prompts(n: int, task: str = "continuation") -> list[Prompt]:
+    requests = [build_request(r, np.random.default_rng(0)) for r in _records(n, task)]
+    return [Prompt(r.llm_prompt, r.chat) for r in requests]
+
+
+def batching(args: argparse.Namespace) -> None:
+    """Batches of --batch-size prompts vs one prompt per call, through the backend's LLMClient (no cache)."""
+    config = LLMConfig(backend=args.backend, cache=False, max_new_tokens=args.max_new_tokens,
+                       batch_size=args.batch_size, threads=args.threads,
+                       **({"kv_cache_gb": 1, "enforce_eager": args.eager, "max_model_len": 1024}
+                          if args.backend == "vllm" else {}))
+    t0 = time.perf_counter()
+    client = make_client(config, None).inner
+    print(f"{args.backend}: model loaded in {time.perf_counter() - t0:.1f}s")
+    batch = prompts(args.prompts)
+    sampling = Sampling.from_config(config, chat=client.chat)
+    seeds = list(range(len(batch)))
+    client.complete(batch[:2], sampling, seeds[:2])  # warm-up
+    results = {}
+    for size in (1, args.batch_size):
+        t0 = time.perf_counter()
+        answers = []
+        for start in range(0, len(batch), size):
+            answers += client.complete(batch[start:start + size], sampling, seeds[start:start + size])
+        seconds = time.perf_counter() - t0
+        tokens = sum(a.tokens_out for a in answers if isinstance(a, Completion))
+        results[size] = (seconds, tokens, [a.text if isinstance(a, Completion) else None for a in answers])
+        print(f"batch {size:3d}: {len(answers)} prompts, {tokens} tokens in {seconds:6.1f}s = "
+              f"{tokens / seconds:6.1f} tokens/s")
+    one, many = results[1], results[args.batch_size]
+    same = sum(a == b for a, b in zip(one[2], many[2], strict=True))
+    print(f"{args.backend}, {args.prompts} prompts: batch {args.batch_size} vs 1 = "
+          f"{(many[1] / many[0]) / (one[1] / one[0]):.2f}x tokens/s; identical answers: {same}/{len(batch)}")
+
+
+def prefix_cache(args: argparse.Namespace) -> None:
+    """transformers: the few-shot prefix run once and its KV cache reused, vs every prompt in full."""
+    from align_data.stages.targets.transformers_client import TransformersClient
+
+    client = TransformersClient("embedded", args.threads)
     for task in ("continuation", "description"):
-        prompts = [build_request(r, np.random.default_rng(0)).llm_prompt for r in _records(args.rows, task)]
-        client.generate(prompts[:2], 2, 0.0, 1.0, 0)  # warm-up (also fills the prefix cache)
+        texts = [p.text for p in prompts(args.rows, task)]
+        client.generate(texts[:2], 2, 0.0, 1.0, 0)  # warm-up (also fills the prefix cache)
         timings, answers = {}, {}
         for mode in (False, True):
             client.prefix_cache = mode
             t0 = time.perf_counter()
-            answers[mode] = client.generate(prompts, args.max_new_tokens, 0.0, 1.0, 0)
+            answers[mode] = client.generate(texts, args.max_new_tokens, 0.0, 1.0, 0)
             timings[mode] = time.perf_counter() - t0
         print(f"{task:12s}: full prompts {timings[False]:6.1f}s ({args.rows / timings[False]:.2f} rows/s), "
               f"prefix cached {timings[True]:6.1f}s ({args.rows / timings[True]:.2f} rows/s), "
               f"speed-up {timings[False] / timings[True]:.2f}x, identical answers: {answers[False] == answers[True]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backend", choices=("transformers", "vllm"), default="transformers")
+    parser.add_argument("--prompts", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=None, help="transformers: torch threads")
+    parser.add_argument("--eager", action="store_true", help="vllm: no compile step (starts faster, decodes slower)")
+    parser.add_argument("--prefix-cache", action="store_true", help="measure the transformers prefix cache instead")
+    parser.add_argument("--rows", type=int, default=16, help="--prefix-cache: rows per task")
+    args = parser.parse_args()
+    prefix_cache(args) if args.prefix_cache else batching(args)
 
 
 if __name__ == "__main__":

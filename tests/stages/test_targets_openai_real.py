@@ -54,8 +54,11 @@ def test_real_server_stage_and_build_then_a_rerun_from_cache_alone(tmp_path, cor
     assert usage["calls"] == 3 and usage["cache_hits"] == 0 and usage["tokens_in"] > 300
     assert 0 < usage["tokens_out"] <= 3 * 24
     assert manifest["rows"] > 0 and validate_build(out) == []
-    assert set(manifest["stages"]["targets"]["errors"]) <= {"empty_response"}  # the model's answer, not transport
-    assert manifest["stages"]["targets"]["usage"]["calls"] == manifest["rows"] + manifest["errors"]
+    assert manifest["stages"]["targets"]["errors"] == {}  # no transport failures; an empty answer is filtered
+    stages = manifest["stages"]
+    judged = sum(stages["targets"]["filtered"].values()) + sum(stages["target_checks"]["filtered"].values())
+    assert set(stages["targets"]["filtered"]) <= {"target_empty"}
+    assert stages["targets"]["usage"]["calls"] == manifest["rows"] + judged  # every asked row is kept or filtered
     rows = [r for p in sorted((out / "shards").glob("*.parquet")) for r in pq.read_table(p).to_pylist()]
     assert {r["task"] for r in rows} == {"continuation", "description", "mtbi"}
     assert all(r["targets"][0]["response"] and r["targets"][0]["prompt_id"] for r in rows)
@@ -67,7 +70,7 @@ def test_real_server_stage_and_build_then_a_rerun_from_cache_alone(tmp_path, cor
     assert again.take_usage()["cache_hits"] == 3
     rerun = build(config, out, runner="local", overwrite=True).manifest
     counts = rerun["stages"]["targets"]["usage"]
-    assert counts["calls"] == 0 and counts["cache_hits"] == manifest["rows"] + manifest["errors"]
+    assert counts["calls"] == 0 and counts["cache_hits"] == manifest["stages"]["targets"]["usage"]["calls"]
     assert rerun["rows"] == manifest["rows"]
     assert {p.name: p.read_bytes() for p in (out / "shards").glob("*.parquet")} == parquet
     assert json.loads((out / "config.json").read_text())["config"]["llm"]["api_key_env"] == "OPENAI_API_KEY"
