@@ -19,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from align_data.errors import AlignDataError
+from align_data.schemas import Record
 from align_data.trainer.checkpoint import (
     LOG_FILE,
     STATE_FILE,
@@ -29,7 +30,7 @@ from align_data.trainer.checkpoint import (
     truncate_log,
 )
 from align_data.trainer.config import RESUMABLE_CHANGES, TrainConfig
-from align_data.trainer.data import Batch, Featurizer, as_transcript, collate, record_examples
+from align_data.trainer.data import Batch, Example, Featurizer, as_transcript, collate, record_examples
 from align_data.trainer.distributed import (
     World,
     barrier,
@@ -183,7 +184,7 @@ def _train_in_world(shards_dir: Path, out_dir: Path, config: TrainConfig, world:
                     skipped)
     models = models or load_frozen_models(config, device, dtype)
 
-    def make(record: Any) -> list[Any]:
+    def make(record: Record) -> list[Example]:
         return record_examples(record, models.tokenizer, Counter(), max_target_tokens=config.max_target_tokens,
                                tasks=config.tasks, split=config.split)
 
