@@ -279,7 +279,10 @@ def eval_(
         paths = write_report(result, ckpt_dir)
     except AlignDataError as exc:
         _fail(exc)
-    table = Table("split", "examples", "speech loss", "untrained", "drop", "text loss", "BLEU", "chrF", "cosine")
+    table = Table("split", "n", "speech loss", "untrained", "drop", "text loss", "BLEU", "chrF", "cosine",
+                  title="held-out loss per target token (speech; untrained adapter; transcript as text) and "
+                        "speech-vs-transcript response similarity")
+    table.columns[0].overflow = "fold"
     for name, part in [*result["splits"].items(), ("all", result)]:
         pair = part["alignment"].get("speech_vs_text", {}) if "alignment" in part else {}
         table.add_row(name, str(part["examples"]), _num(part.get("speech_loss")),

@@ -98,7 +98,8 @@ class _Run:
         self.model = SpeechLM(models.encoder, load_adapter(ckpt_dir, device), models.lm).eval()
         self.untrained = None
         if baseline:
-            adapter = build_adapter(models.encoder, models.lm, config.seed).to(device=device, dtype=torch.float32)
+            adapter = build_adapter(models.encoder, models.lm, config.seed, config)
+            adapter = adapter.to(device=device, dtype=torch.float32)
             self.untrained = SpeechLM(models.encoder, adapter, models.lm).eval()
         self.featurize = Featurizer(models.extractor, config.max_audio_s)
 

@@ -152,11 +152,13 @@ def test_eval_reports_heldout_splits_apart(split_build: Path, trained: Path, emb
     assert again["generations"] == result["generations"] and again["speech_loss"] == result["speech_loss"]
 
 
+@pytest.mark.parametrize("adapter", ["conv", "qformer"])
 def test_untrained_checkpoint_is_its_own_baseline(split_build: Path, tiny_models: tuple[Path, Path],
-                                                  tmp_path: Path) -> None:
+                                                  tmp_path: Path, adapter: str) -> None:
     whisper, llm = tiny_models
     train(split_build, tmp_path, TrainConfig(steps=1, lr=1e-9, whisper=str(whisper), llm=str(llm), threads=1,
-                                             seed=5, split=None, grad_clip=None), progress=False)
+                                             seed=5, split=None, grad_clip=None, adapter=adapter, qformer_queries=4),
+          progress=False)
     result = evaluate(split_build, tmp_path, splits=["heldout"], generate=0, device="cpu", progress=False)
     assert result["relative_drop"] == pytest.approx(0.0, abs=1e-4)  # one step at lr 1e-9 ≈ the seed's init
     assert result["alignment"] == {"examples": 0} and result["generations"] == []
