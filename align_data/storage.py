@@ -229,12 +229,12 @@ class Store:
             if self.protocol not in _OBJECT_STORES:
                 self.fs.makedirs(self.fs._parent(self.path(rel)), exist_ok=True)
             self.fs.put_file(spool.name, self.path(rel))
-            crash_point("write:after_upload")
-            self._written[rel] = meta
-            while len(self._written) > _REMEMBERED:  # a shard's files are asked for right after their upload
-                del self._written[next(iter(self._written))]
         finally:
             os.unlink(spool.name)
+        crash_point("write:after_upload")
+        self._written[rel] = meta
+        while len(self._written) > _REMEMBERED:  # a shard's files are asked for right after their upload
+            del self._written[next(iter(self._written))]
 
     def check_writable(self) -> None:
         """Create the root (local) and prove a file can be written there, before any work is done."""

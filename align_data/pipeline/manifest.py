@@ -43,9 +43,12 @@ def verify_shard(store: Store | str | Path, shard_id: int, config_hash: str, has
     if sidecar.config_hash != config_hash:
         problems.append(f"shard {shard_id}: written with config {sidecar.config_hash}, expected {config_hash}")
     for rel, meta in sidecar.files.items():
-        if not store.exists(rel):
+        try:
+            size = store.size(rel)  # one request on a store, where it also says whether the file exists
+        except FileNotFoundError:
             problems.append(f"shard {shard_id}: {rel} is missing")
-        elif store.size(rel) != meta["bytes"] or (hashes and store.sha256(rel) != meta["sha256"]):
+            continue
+        if size != meta["bytes"] or (hashes and store.sha256(rel) != meta["sha256"]):
             problems.append(f"shard {shard_id}: {rel} does not match its sha256 in the sidecar")
     return problems
 

@@ -225,8 +225,13 @@ STORE_POINTS = [
 @pytest.mark.parametrize("point,where,torn", STORE_POINTS, ids=[p for p, _, _ in STORE_POINTS])
 def test_kill_mid_build_then_resume_on_a_store(s3, config_file, reference, point, where, torn):
     url = f"s3://{BUCKET}/builds/crash-{point.replace(':', '-')}"
+    spools = set(Path(tempfile.gettempdir()).glob(f"{SPOOL_PREFIX}*"))
     killed = _crashing_build(config_file, url, point)
     assert killed.returncode == -9, (where, killed.stderr[-2000:])
+    leaked = set(Path(tempfile.gettempdir()).glob(f"{SPOOL_PREFIX}*")) - spools
+    assert len(leaked) == (1 if "before_upload" in point else 0)  # only the killed upload's local spool
+    for path in leaked:
+        path.unlink()
     store = Store(url)
     assert store.exists(f"shards/{torn:05d}.parquet")  # a torn shard: data in the store ...
     assert not store.exists(f"shards/{torn:05d}.json")  # ... but no sidecar, so it never counts as done
