@@ -266,6 +266,12 @@ def test_ray_workers_write_their_shards_to_the_store(s3, config_file, reference,
     assert_same_as_local(reference, url)
 
 
+def test_a_missing_bucket_stops_the_build_before_any_work(s3, config_file):
+    with pytest.raises(AlignDataError, match="cannot write to the output folder s3://no-such-bucket/out"):
+        build(load_build_config(config_file), "s3://no-such-bucket/out")
+    assert not s3.exists("no-such-bucket")  # not created behind the user's back
+
+
 def test_unknown_protocols_and_missing_backends_are_clear_errors(interleaved_config):
     with pytest.raises(AlignDataError, match="unknown storage protocol 'nosuch'"):
         build(interleaved_config, "nosuch://bucket/out")
