@@ -79,7 +79,7 @@ def _plot_training(log: list[dict[str, Any]], path: Path) -> None:
     steps = [r["step"] for r in rows]
     if rows:
         losses = [r["loss"] for r in rows]
-        window = max(1, len(losses) // 20)
+        window = max(1, min(20, len(losses) // 5))
         running = [sum(losses[max(0, i - window + 1): i + 1]) / len(losses[max(0, i - window + 1): i + 1])
                    for i in range(len(losses))]
         loss_ax.plot(steps, losses, color="tab:blue", alpha=0.35, label="loss per step")
@@ -101,12 +101,12 @@ def _bars(ax: Any, groups: list[str], series: dict[str, list[float | None]], tit
         ax.bar(xs, [v if v is not None else 0.0 for v in values], width, label=label)
     ax.set_xticks(range(len(groups)), groups, rotation=20, ha="right", fontsize=8)
     ax.set(title=title, ylabel=ylabel)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=len(series), frameon=False)
 
 
 def _plot_losses(result: dict[str, Any], path: Path) -> None:
     """Held-out target loss per split and per task: untrained adapter, trained adapter, transcript input."""
-    fig, axes = _figure(1, 2, (11.0, 4.0))
+    fig, axes = _figure(1, 2, (11.0, 4.5))
     for ax, (title, parts) in zip(axes[0], (("by split", result.get("splits", {})),
                                             ("by task", result.get("per_task", {})))):
         names = [n for n, p in parts.items() if p.get("tokens")]
@@ -121,7 +121,7 @@ def _plot_losses(result: dict[str, Any], path: Path) -> None:
 
 def _plot_alignment(result: dict[str, Any], path: Path) -> None:
     """Similarity of the response to speech and the response to the transcript, per split (BLEU, chrF, cosine)."""
-    fig, axes = _figure(1, 1, (8.0, 4.0))
+    fig, axes = _figure(1, 1, (8.0, 4.5))
     ax = axes[0][0]
     parts = {n: s["alignment"] for n, s in result.get("splits", {}).items() if s.get("alignment", {}).get("examples")}
     names = list(parts)
