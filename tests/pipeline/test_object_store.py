@@ -26,6 +26,7 @@ moto_server = pytest.importorskip("moto.server")
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "corpus"
 SOURCE = f"s3://{BUCKET}/texts/tiny.txt"
+SOURCE_GLOB = f"s3://{BUCKET}/texts/*.txt"  # what the config names: a URL glob
 SECRET = "not-a-real-secret-0123456789"
 TIMING = {"seconds", "created_unix", "stage_seconds", "sidecar_sha256", "usage"}  # run facts, not data
 
@@ -34,7 +35,7 @@ seed = 0
 
 [[sources]]
 name = "tiny"
-path = "{SOURCE}"
+path = "{SOURCE_GLOB}"
 format = "txt"
 
 [segment]
