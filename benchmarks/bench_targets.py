@@ -50,7 +50,7 @@ def batching(args: argparse.Namespace) -> None:
                           if args.backend == "vllm" else {}))
     t0 = time.perf_counter()
     client = make_client(config, None).inner
-    print(f"{args.backend}: model loaded in {time.perf_counter() - t0:.1f}s")
+    print(f"{args.backend}: model loaded in {time.perf_counter() - t0:.1f}s", flush=True)
     batch = prompts(args.prompts)
     sampling = Sampling.from_config(config, chat=client.chat)
     seeds = list(range(len(batch)))
@@ -65,7 +65,7 @@ def batching(args: argparse.Namespace) -> None:
         tokens = sum(a.tokens_out for a in answers if isinstance(a, Completion))
         results[size] = (seconds, tokens, [a.text if isinstance(a, Completion) else None for a in answers])
         print(f"batch {size:3d}: {len(answers)} prompts, {tokens} tokens in {seconds:6.1f}s = "
-              f"{tokens / seconds:6.1f} tokens/s")
+              f"{tokens / seconds:6.1f} tokens/s", flush=True)
     one, many = results[1], results[args.batch_size]
     same = sum(a == b for a, b in zip(one[2], many[2], strict=True))
     print(f"{args.backend}, {args.prompts} prompts: batch {args.batch_size} vs 1 = "
