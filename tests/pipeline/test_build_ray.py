@@ -76,6 +76,7 @@ def test_local_ray_matches_local_loop(tmp_path, interleaved_config):
 def test_full_mix_on_a_two_node_cluster_matches_local(tmp_path, corpus_file, ray_cluster):
     """~12 segments of all three kinds with the real LLM: the two runners write the same bytes."""
     cfg = make_config(corpus_file, llm={"max_new_tokens": 8, "batch_size": 4},
+                      quality={"target_filters": []},  # answers cut at 8 tokens: over_length would filter them
                       segment={"min_words": 3, "max_words": 8},
                       runner={"kind": "ray", "ray_address": ray_cluster, "num_workers": 2})
     remote = build(cfg, tmp_path / "ray")

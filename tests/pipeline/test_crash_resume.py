@@ -39,6 +39,9 @@ task_weights = {tasks}
 max_new_tokens = 6
 batch_size = 4
 
+[quality]
+target_filters = []  # answers are cut at 6 tokens here; over_length would filter them all
+
 [shards]
 docs_per_shard = 1
 
