@@ -25,12 +25,12 @@ system-deps:  ## espeak-ng (TTS engine), FFmpeg (audio IO of the coqui extra), C
 		echo "note: chromium is missing, so the report page test is skipped: 'sudo apt-get install chromium fonts-liberation'"; \
 	fi
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch is pinned to the CPU build; an unpinned torch would pull a multi-GB CUDA build
 	$(PY) -m pip install -q "torch==2.13.0"
-	$(PY) -m pip install -q -e ".[cpu,test]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[cpu,test]"
 	touch $@
 
 setup: system-deps $(VENV)/.installed  ## create .venv with everything the demo and tests need
@@ -49,7 +49,7 @@ demo: setup  ## build the demo corpus, inspect and validate it, train the adapte
 
 $(VENV)/.installed-tts: $(VENV)/.installed
 	# the optional neural TTS backends, so their tests run too (piper is GPL-3.0: test env only)
-	$(PY) -m pip install -q -e ".[cpu,test,piper,hibari,coqui]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[cpu,test,piper,hibari,coqui]"
 	# coqui-tts imports torchaudio; PyPI has only CUDA builds of it, each pinned to another torch. Install it
 	# without dependencies and drop its CUDA-linked native libraries: torchaudio then runs pure-Python (as it
 	# does when packed without them), which covers what coqui's VITS inference uses (transforms.Resample).
@@ -64,7 +64,7 @@ LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 $(VENV)/.installed-llamacpp: $(VENV)/.installed
 	# a real OpenAI-compatible server (llama-cpp-python's) for the openai backend's tests and benchmark; it has no
 	# wheel on PyPI and compiles once (pip keeps the wheel in its cache)
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(PY) -m pip install -q -e ".[llamacpp]"
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(PY) -m pip install -q -c constraints.txt -e ".[llamacpp]"
 	touch $@
 
 test: setup $(VENV)/.installed-tts $(VENV)/.installed-llamacpp  ## the whole test suite, slow real-model tests included
