@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
-import subprocess
 import sys
-import tempfile
-import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
-
-import httpx
 
 from align_data.models.cache import cache_dir
 from tests.fakes.openai_server import free_port
+from tests.stages.server_process import openai_server_process
 
 ALIAS = "gemma-3-270m"
 
@@ -34,29 +30,8 @@ def gemma_gguf() -> Path:
 def llama_cpp_server(threads: int = 2, n_ctx: int = 2048, timeout_s: float = 180.0) -> Iterator[str]:
     """Start ``python -m llama_cpp.server`` on a free port; yields its base URL (…/v1); stops it after."""
     port = free_port()
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(gemma_gguf()), "--model_alias", ALIAS,
-             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", str(threads),
-             "--n_threads_batch", str(threads)], stdout=log, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}/v1"
-        try:
-            deadline = time.monotonic() + timeout_s
-            while True:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log.seek(0)
-                    raise RuntimeError(f"llama_cpp.server did not start: {log.read()[-2000:].decode(errors='replace')}")
-                try:
-                    if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.5)
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gemma_gguf()), "--model_alias", ALIAS,
+               "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", str(threads),
+               "--n_threads_batch", str(threads)]
+    with openai_server_process(command, port, "llama_cpp.server", timeout_s=timeout_s) as url:
+        yield url

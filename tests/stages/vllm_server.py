@@ -7,17 +7,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import subprocess
 import sys
-import tempfile
-import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
-
-import httpx
 
 from tests.fakes.openai_server import free_port
+from tests.stages.server_process import openai_server_process
 
 SERVED = "gemma-3-270m"
 
@@ -35,27 +31,6 @@ def vllm_server(model: Path, kv_cache_gb: int = 1, eager: bool = True, max_model
     command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
                "--served-model-name", SERVED,
                "--host", "127.0.0.1", "--port", str(port), "--max-model-len", str(max_model_len)]
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(command + (["--enforce-eager"] if eager else []), stdout=log,
-                                stderr=subprocess.STDOUT, env=env)
-        url = f"http://127.0.0.1:{port}/v1"
-        try:
-            deadline = time.monotonic() + timeout_s
-            while True:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log.seek(0)
-                    raise RuntimeError(f"vllm serve did not start: {log.read()[-3000:].decode(errors='replace')}")
-                try:
-                    if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(1)
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    command += ["--enforce-eager"] if eager else []
+    with openai_server_process(command, port, "vllm serve", timeout_s=timeout_s, stop_s=30, env=env) as url:
+        yield url
