@@ -24,7 +24,8 @@ def test_real_build_exports_to_every_format_with_equal_counts_and_durations(tmp_
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(TINY_CORPUS)
     config = make_config(corpus, interleave={"task_weights": {"continuation": 0.5, "description": 0.5}},
-                         splits={"heldout_fraction": 0.4}, llm={"max_new_tokens": 16})
+                         splits={"heldout_fraction": 0.4}, llm={"max_new_tokens": 16},
+                         quality={"target_filters": []})  # answers cut at 16 tokens: over_length would filter them
     summary = build(config, tmp_path / "build")
     m = summary.manifest
     rows = source_rows(tmp_path / "build")
