@@ -48,3 +48,16 @@ def make_config(corpus: Path, **sections):
 def interleaved_config(corpus_file: Path):
     """All rows interleaved: the whole pipeline runs for real without the LLM."""
     return make_config(corpus_file, interleave={"task_weights": {"interleaved": 1.0}})
+
+
+# sidecar and manifest fields that describe a run (wall clock, LLM calls answered from the cache), not its data
+RUN_FACTS = {"seconds", "created_unix", "stage_seconds", "sidecar_sha256", "usage"}
+
+
+def without_run_facts(value):
+    """A sidecar or manifest (parsed JSON) with the RUN_FACTS keys removed at every depth, for comparing builds."""
+    if isinstance(value, dict):
+        return {k: without_run_facts(v) for k, v in value.items() if k not in RUN_FACTS}
+    if isinstance(value, list):
+        return [without_run_facts(v) for v in value]
+    return value

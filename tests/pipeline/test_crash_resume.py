@@ -14,11 +14,9 @@ from align_data.config import load_build_config
 from align_data.pipeline.build import build
 from align_data.faults import CRASH_AT, CRASH_MARKER
 from align_data.pipeline.validate import validate_build
-from tests.conftest import TINY_CORPUS
+from tests.conftest import TINY_CORPUS, without_run_facts
 
 ROOT = Path(__file__).resolve().parents[2]
-# facts about how a run went, not data: wall-clock times, and LLM usage (a resumed run answers from the cache)
-TIMING = {"seconds", "created_unix", "stage_seconds", "sidecar_sha256", "usage"}
 
 CONFIG = """
 seed = 0
@@ -79,14 +77,6 @@ def _crashing_build(config: Path, out: Path, point: str, marker: Path | None = N
                           text=True, timeout=600, start_new_session=True)
 
 
-def _strip(value):
-    if isinstance(value, dict):
-        return {k: _strip(v) for k, v in value.items() if k not in TIMING}
-    if isinstance(value, list):
-        return [_strip(v) for v in value]
-    return value
-
-
 def assert_same_corpus(a: Path, b: Path) -> None:
     """Every data file byte-identical; sidecars and manifest identical but for timings and LLM usage counts."""
     files_a = sorted(str(p.relative_to(a)) for d in ("shards", "errors", "filtered") for p in (a / d).rglob("*"))
@@ -94,11 +84,11 @@ def assert_same_corpus(a: Path, b: Path) -> None:
     assert files_a == files_b
     for rel in files_a:
         if rel.endswith(".json"):
-            assert _strip(json.loads((a / rel).read_text())) == _strip(json.loads((b / rel).read_text())), rel
+            assert without_run_facts(json.loads((a / rel).read_text())) == without_run_facts(json.loads((b / rel).read_text())), rel
         else:
             assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
-    assert _strip(json.loads((a / "manifest.json").read_text())) == \
-        _strip(json.loads((b / "manifest.json").read_text()))
+    assert without_run_facts(json.loads((a / "manifest.json").read_text())) == \
+        without_run_facts(json.loads((b / "manifest.json").read_text()))
 
 
 @pytest.fixture(scope="module")

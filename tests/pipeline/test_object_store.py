@@ -18,7 +18,7 @@ from align_data.faults import CRASH_AT
 from align_data.pipeline.build import build
 from align_data.pipeline.validate import validate_build
 from align_data.storage import SPOOL_PREFIX, Store, protocol_of
-from tests.conftest import TINY_CORPUS
+from tests.conftest import TINY_CORPUS, without_run_facts
 
 pytest.importorskip("s3fs")
 moto_server = pytest.importorskip("moto.server")
@@ -28,7 +28,6 @@ BUCKET = "corpus"
 SOURCE = f"s3://{BUCKET}/texts/tiny.txt"
 SOURCE_GLOB = f"s3://{BUCKET}/texts/*.txt"  # what the config names: a URL glob
 SECRET = "not-a-real-secret-0123456789"
-TIMING = {"seconds", "created_unix", "stage_seconds", "sidecar_sha256", "usage"}  # run facts, not data
 
 CONFIG = f"""
 seed = 0
@@ -98,14 +97,6 @@ def reference(s3, config_file, tmp_path_factory) -> Path:
     return out
 
 
-def _strip(value):
-    if isinstance(value, dict):
-        return {k: _strip(v) for k, v in value.items() if k not in TIMING}
-    if isinstance(value, list):
-        return [_strip(v) for v in value]
-    return value
-
-
 def assert_same_as_local(local: Path, url: str) -> None:
     """Every data file byte-identical to the local build; sidecars and manifest equal but for timings."""
     store = Store(url)
@@ -115,13 +106,14 @@ def assert_same_as_local(local: Path, url: str) -> None:
     assert remote_files == local_files and len(local_files) == 3 * 5
     for rel in local_files:
         if rel.endswith(".json"):
-            got, want = _strip(json.loads(store.read_text(rel))), _strip(json.loads((local / rel).read_text()))
+            got = without_run_facts(json.loads(store.read_text(rel)))
+            want = without_run_facts(json.loads((local / rel).read_text()))
             assert got == want, (rel, {k: (got.get(k), want.get(k)) for k in got.keys() | want.keys()
                                        if got.get(k) != want.get(k)})
         else:
             assert store.read_bytes(rel) == (local / rel).read_bytes(), rel
-    assert _strip(json.loads(store.read_text("manifest.json"))) == \
-        _strip(json.loads((local / "manifest.json").read_text()))
+    assert without_run_facts(json.loads(store.read_text("manifest.json"))) == \
+        without_run_facts(json.loads((local / "manifest.json").read_text()))
 
 
 def _spools() -> set[str]:
