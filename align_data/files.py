@@ -50,13 +50,18 @@ def atomic_file(path: Path, fsync: bool = True) -> Iterator[IO[bytes]]:
             os.close(dir_fd)
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
+def sha256_stream(handle: IO[bytes]) -> str:
+    """Hex sha256 of what is left in a binary reader, read in 1 MiB blocks."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+    for block in iter(lambda: handle.read(1 << 20), b""):
+        digest.update(block)
     return digest.hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file."""
+    with open(path, "rb") as handle:
+        return sha256_stream(handle)
 
 
 def add_tar_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:

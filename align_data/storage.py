@@ -21,7 +21,7 @@ from typing import IO, Any, Iterator
 
 from align_data.errors import AlignDataError
 from align_data.faults import crash_point
-from align_data.files import TMP_MARK, atomic_file, sha256_file
+from align_data.files import TMP_MARK, atomic_file, sha256_file, sha256_stream
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 # stores whose "folders" are key prefixes: nothing to create before a put, and a makedirs could create a bucket
@@ -178,11 +178,8 @@ class Store:
     def sha256(self, rel: str) -> str:
         if self.local is not None:
             return sha256_file(Path(self.path(rel)))
-        digest = hashlib.sha256()
         with self.open(rel) as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        return digest.hexdigest()
+            return sha256_stream(handle)
 
     def file_meta(self, rel: str) -> dict:
         """sha256 and size of a file: remembered from the upload this store just made, else read back."""
