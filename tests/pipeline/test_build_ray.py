@@ -1,7 +1,6 @@
 """The Ray runner: byte-identical to the local runner, on local Ray and on a real multi-process cluster."""
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ import pytest
 from align_data.pipeline.build import build
 from align_data.pipeline.validate import validate_build
 from tests.conftest import make_config
+from tests.fakes.openai_server import free_port
 
 SHARD_FILES = ("parquet", "tar")
 
@@ -30,12 +30,6 @@ def _ray_bin() -> str:
     return str(Path(sys.executable).with_name("ray"))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def ray_cluster():
     """A head node and a second worker node as separate processes, like a small cluster."""
@@ -44,7 +38,7 @@ def ray_cluster():
     if ray.is_initialized():
         ray.shutdown()
     env = dict(os.environ, RAY_AUTH_MODE="disabled")
-    port = _free_port()
+    port = free_port()
     common = ["--num-cpus=1", "--disable-usage-stats", "--object-store-memory=200000000"]
     subprocess.run([_ray_bin(), "start", "--head", f"--port={port}", "--include-dashboard=false", *common],
                    check=True, env=env, capture_output=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,17 +16,12 @@ from align_data.errors import AlignDataError
 from align_data.pipeline.build import build
 from align_data.pipeline.validate import validate_build
 from tests.conftest import TINY_CORPUS, make_config
+from tests.fakes.openai_server import free_port
 
 pytestmark = pytest.mark.ray
 RAY = str(Path(sys.executable).with_name("ray"))
 ENV = dict(os.environ, RAY_AUTH_MODE="disabled")
 COMMON = ["--disable-usage-stats", "--object-store-memory=200000000"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _same_data(a: Path, b: Path) -> None:
@@ -46,7 +40,7 @@ def cluster():
 
     if ray.is_initialized():
         ray.shutdown()
-    port = _free_port()
+    port = free_port()
     blocking: list[subprocess.Popen] = []
 
     def start(head_args: list[str], *workers: tuple[list[str], bool]) -> str:
