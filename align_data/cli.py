@@ -279,21 +279,37 @@ def eval_(
         paths = write_report(result, ckpt_dir)
     except AlignDataError as exc:
         _fail(exc)
-    table = Table("split", "n", "speech loss", "untrained", "drop", "text loss", "BLEU", "chrF", "cosine",
-                  title="held-out loss per target token (speech; untrained adapter; transcript as text) and "
-                        "speech-vs-transcript response similarity")
-    table.columns[0].overflow = "fold"
-    for name, part in [*result["splits"].items(), ("all", result)]:
-        pair = part["alignment"].get("speech_vs_text", {}) if "alignment" in part else {}
-        table.add_row(name, str(part["examples"]), _num(part.get("speech_loss")),
-                      _num(part.get("baseline_speech_loss")), _num(part.get("relative_drop"), pct=True),
-                      _num(part.get("text_loss")), _num(pair.get("bleu"), 1), _num(pair.get("chrf"), 1),
-                      _num(pair.get("cosine"), 3))
-    console.print(table)
-    if "relative_drop" in result:
-        console.print(f"held-out speech loss {result['speech_loss']:.4f} vs {result['baseline_speech_loss']:.4f} with "
-                      f"the untrained adapter: {result['relative_drop']:.1%} lower (step {result['step']})")
+    parts = [*result["splits"].items(), ("all", result)]
+    losses = Table("split", "n", "speech", "untrained", "drop", "text", "gap closed",
+                   title="held-out loss per target token: speech input, the untrained adapter, the transcript as text")
+    similar = Table("split", "n", "BLEU", "chrF", "cosine", title="speech-vs-transcript response similarity")
+    for name, part in parts:
+        alignment = part.get("alignment", {})
+        pair = alignment.get("speech_vs_text", {})
+        losses.add_row(name, str(part["examples"]), _num(part.get("speech_loss")),
+                       _num(part.get("baseline_speech_loss")), _num(part.get("relative_drop"), pct=True),
+                       _num(part.get("text_loss")), _num(part.get("gap_closed"), pct=True))
+        similar.add_row(name, str(alignment.get("examples", 0)), _num(pair.get("bleu"), 1),
+                        _num(pair.get("chrf"), 1), _num(pair.get("cosine"), 3))
+    console.print(losses)
+    if any(part.get("alignment", {}).get("examples") for _, part in parts):
+        console.print(similar)
+    for name, part in parts:
+        if part.get("relative_drop") is not None:
+            console.print(f"{SPLIT_LABELS.get(name, name)}: speech loss {part['speech_loss']:.4f} vs "
+                          f"{part['baseline_speech_loss']:.4f} with the untrained adapter, {_change(part['relative_drop'])}"
+                          f" (the transcript as text: {_change(part['text_drop'])}) (step {result['step']})")
     console.print(f"report: {paths['report']} (+ {', '.join(p.name for k, p in paths.items() if k != 'report')})")
+
+
+def _change(drop: float) -> str:
+    """A relative loss drop in words: '20.0% lower', or '16.4% higher' when the loss rose."""
+    return f"{drop:.1%} lower" if drop >= 0 else f"{-drop:.1%} higher"
+
+
+# What each split of `eval` holds, for its summary lines.
+SPLIT_LABELS = {"heldout": "held-out documents", "heldout_prompt": "held-out MTBI phrasings",
+                "heldout_task": "held-out MTBI tasks", "all": "all evaluated rows"}
 
 
 def _num(value: Optional[float], digits: int = 4, pct: bool = False) -> str:

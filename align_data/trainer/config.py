@@ -67,7 +67,8 @@ class TrainConfig(BaseModel):
     max_target_tokens: int = Field(32, ge=2, description="Target tokens per example, eos included; longer responses "
                                    "are cut (and then get no eos).")
     threads: int | None = Field(None, ge=1, description="torch CPU threads; None = torch's default (one per core). "
-                                "On a busy machine use fewer: 2 threads on 2 shared cores ran ~8x slower than 1.")
+                                "On an idle 2-core machine 2 threads stepped 1.8x faster than 1; on one busy with "
+                                "other jobs, use fewer than its cores (there 2 threads ran several times slower).")
     whisper: str = Field("embedded", description="HF Whisper folder, or 'embedded' for the prepared whisper-base.")
     llm: str = Field("embedded", description="HF causal-LM folder (with tokenizer), or 'embedded' for the prepared "
                      "Gemma 3 270M.")

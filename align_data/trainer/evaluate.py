@@ -161,14 +161,17 @@ def _alternate_tasks(examples: list[Example], limit: int | None) -> list[Example
 
 
 def _summary(s: dict[str, float]) -> dict[str, Any]:
-    """Mean per-token losses of summed NLLs; ``relative_drop`` is how much lower speech is than untrained speech."""
+    """Mean per-token losses of summed NLLs. ``relative_drop``: how much lower speech is than untrained speech;
+    ``text_drop``: the same for the transcript input, the most speech could reach; ``gap_closed``: the share of
+    the untrained adapter's excess over the transcript input that training removed (None when there was none)."""
     tokens = s["tokens"]
     speech, text = s["speech"] / tokens, s["text"] / tokens
     out: dict[str, Any] = {"speech_loss": speech, "text_loss": text, "gap": speech - text,
                            "tokens": int(tokens), "examples": int(s["examples"])}
     if "baseline_speech" in s:
         base = s["baseline_speech"] / tokens
-        out.update(baseline_speech_loss=base, relative_drop=(base - speech) / base)
+        out.update(baseline_speech_loss=base, relative_drop=(base - speech) / base, text_drop=(base - text) / base,
+                   gap_closed=(base - speech) / (base - text) if base > text else None)
     return out
 
 

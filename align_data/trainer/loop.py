@@ -173,6 +173,11 @@ def _train_in_world(shards_dir: Path, out_dir: Path, config: TrainConfig, world:
     checkpoint = load_checkpoint(out_dir, device) if resume else None
     if checkpoint is not None:
         _check_resumable(checkpoint[0]["config"], config, out_dir)
+        saved_world = int(checkpoint[0].get("world_size", 1))
+        if saved_world != world.size:
+            raise AlignDataError(f"{out_dir}: the checkpoint was trained by {saved_world} process(es) and this run "
+                                 f"has {world.size}; a step is WORLD_SIZE × grad_accum micro-batches, so resume "
+                                 f"with {saved_world} (torchrun --nproc_per_node) or train into a new --out folder")
         if "data" not in checkpoint[0]:
             raise AlignDataError(f"{out_dir}: the checkpoint has no data position (written by an older trainer); "
                                  "train into a new --out folder")

@@ -8,9 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
+from align_data.errors import AlignDataError
 from align_data.trainer import TrainConfig, train
 
 
@@ -41,3 +43,5 @@ def test_torchrun_two_processes_equal_one_with_grad_accum(tiny_build: Path, tiny
     for key, value in adapters[0].items():
         torch.testing.assert_close(value, adapters[1][key], rtol=1e-4, atol=1e-5)
     assert json.loads((tmp_path / "two" / "trainer_state.json").read_text())["world_size"] == 2
+    with pytest.raises(AlignDataError, match="trained by 2 process.*this run has 1"):
+        train(tiny_build, tmp_path / "two", TrainConfig(**{**settings, "steps": 4}), resume=True, progress=False)

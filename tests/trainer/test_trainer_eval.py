@@ -141,6 +141,12 @@ def test_eval_reports_heldout_splits_apart(split_build: Path, trained: Path, emb
         assert section["gap"] == pytest.approx(section["speech_loss"] - section["text_loss"])
         base = section["baseline_speech_loss"]
         assert section["relative_drop"] == pytest.approx((base - section["speech_loss"]) / base)
+        assert section["text_drop"] == pytest.approx((base - section["text_loss"]) / base)
+        if base > section["text_loss"]:
+            closed = section["relative_drop"] / section["text_drop"]
+            assert section["gap_closed"] == pytest.approx(closed)
+        else:
+            assert section["gap_closed"] is None
     assert result["baseline_speech_loss"] != result["speech_loss"]  # three steps moved the adapter
     assert [g["split"] for g in result["generations"]] == ["heldout", "heldout_prompt", "heldout_task"]
     assert all(isinstance(g[k], str) for g in result["generations"] for k in ("speech", "text", "reference"))
@@ -200,6 +206,10 @@ def test_eval_command_takes_ckpt_then_build(split_build: Path, trained: Path) ->
     assert "heldout_prompt" in result.output and "heldout_task" in result.output and "untrained adapter" in result.output
     body = json.loads((trained / REPORT_DIR / REPORT_FILE).read_text())
     assert body["settings"]["generate"] == 1 and len(body["splits"]) == 3
+    lines = " ".join(result.output.split())  # rich wraps long lines
+    assert f"held-out documents: speech loss {body['splits']['heldout']['speech_loss']:.4f}" in lines
+    assert f"all evaluated rows: speech loss {body['speech_loss']:.4f}" in lines
+    assert f"{body['relative_drop']:.1%} lower (the transcript as text: {body['text_drop']:.1%} lower)" in lines
     older = runner.invoke(app, ["eval", str(split_build), "--ckpt", str(trained), "--split", "heldout",
                                 "--generate", "0", "--no-baseline"])
     assert older.exit_code == 0, older.output

@@ -198,3 +198,11 @@ def test_evaluate_compares_speech_and_transcript_input(tiny_build: Path, tmp_pat
     assert result["speech_loss"] != result["text_loss"]
     with pytest.raises(AlignDataError, match="no trainer_state.json"):
         evaluate(tiny_build, tmp_path / "nothing", progress=False)
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).parents[2].joinpath("configs").glob("*train*.toml")),
+                         ids=lambda p: p.name)
+def test_shipped_train_configs_load(path: Path) -> None:
+    from align_data.trainer.config import load_train_config
+
+    assert load_train_config(path, {}).steps >= 1  # validation errors would raise
