@@ -261,7 +261,10 @@ def eval_(
                                                 "(0 = losses only)."),
     max_new_tokens: int = typer.Option(32, min=1, help="Greedy decoding budget per response."),
     baseline: bool = typer.Option(True, "--baseline/--no-baseline",
-                                  help="Also score the untrained adapter of the run's seed (the loss to beat)."),
+                                  help="Also score untrained adapters (the loss to beat)."),
+    baseline_inits: int = typer.Option(3, "--baseline-inits", min=1,
+                                       help="Untrained adapters scored (seeds SEED, SEED+1, ...); their mean loss is "
+                                            "the baseline, as one random init alone is a noisy yardstick."),
     threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads; default: the checkpoint's."),
 ) -> None:
     """Held-out loss from speech vs transcript, behaviour alignment of generated responses; report beside CKPT."""
@@ -275,13 +278,14 @@ def eval_(
     ckpt_dir, shards = (ckpt, first) if ckpt is not None else (first, second)
     try:
         result = evaluate(shards, ckpt_dir, splits=None if "all" in split else split, max_examples=max_examples,
-                          generate=generate, max_new_tokens=max_new_tokens, baseline=baseline, threads=threads)
+                          generate=generate, max_new_tokens=max_new_tokens, baseline=baseline,
+                          baseline_inits=baseline_inits, threads=threads)
         paths = write_report(result, ckpt_dir)
     except AlignDataError as exc:
         _fail(exc)
     parts = [*result["splits"].items(), ("all", result)]
     losses = Table("split", "n", "speech", "untrained", "drop", "text", "gap closed",
-                   title="held-out loss per target token: speech input, the untrained adapter, the transcript as text")
+                   title="held-out loss per target token: speech input, untrained adapters (mean), transcript as text")
     similar = Table("split", "n", "BLEU", "chrF", "cosine", title="speech-vs-transcript response similarity")
     for name, part in parts:
         alignment = part.get("alignment", {})
@@ -297,8 +301,9 @@ def eval_(
     for name, part in parts:
         if part.get("relative_drop") is not None:
             console.print(f"{SPLIT_LABELS.get(name, name)}: speech loss {part['speech_loss']:.4f} vs "
-                          f"{part['baseline_speech_loss']:.4f} with the untrained adapter, {_change(part['relative_drop'])}"
-                          f" (the transcript as text: {_change(part['text_drop'])}) (step {result['step']})")
+                          f"{part['baseline_speech_loss']:.4f} with untrained adapters, "
+                          f"{_change(part['relative_drop'])} (the transcript as text: {_change(part['text_drop'])}) "
+                          f"(step {result['step']})")
     console.print(f"report: {paths['report']} (+ {', '.join(p.name for k, p in paths.items() if k != 'report')})")
 
 

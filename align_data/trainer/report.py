@@ -105,16 +105,16 @@ def _bars(ax: Any, groups: list[str], series: dict[str, list[float | None]], tit
 
 
 def _plot_losses(result: dict[str, Any], path: Path) -> None:
-    """Held-out target loss per split and per task: untrained adapter, trained adapter, transcript input."""
+    """Held-out target loss per split and per task: untrained adapters (mean), trained adapter, transcript input."""
     fig, axes = _figure(1, 2, (11.0, 4.5))
     for ax, (title, parts) in zip(axes[0], (("by split", result.get("splits", {})),
                                             ("by task", result.get("per_task", {})))):
         names = [n for n, p in parts.items() if p.get("tokens")]
-        series = {"speech, untrained adapter": [parts[n].get("baseline_speech_loss") for n in names],
+        series = {"speech, untrained adapters (mean)": [parts[n].get("baseline_speech_loss") for n in names],
                   "speech": [parts[n]["speech_loss"] for n in names],
                   "transcript as text": [parts[n]["text_loss"] for n in names]}
-        if not any(v is not None for v in series["speech, untrained adapter"]):
-            del series["speech, untrained adapter"]
+        if not any(v is not None for v in series["speech, untrained adapters (mean)"]):
+            del series["speech, untrained adapters (mean)"]
         _bars(ax, names, series, f"held-out loss {title} (step {result.get('step')})", "loss per target token")
     _save(fig, path)
 

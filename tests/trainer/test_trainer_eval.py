@@ -166,7 +166,14 @@ def test_untrained_checkpoint_is_its_own_baseline(split_build: Path, tiny_models
                                              seed=5, split=None, grad_clip=None, adapter=adapter, qformer_queries=4),
           progress=False)
     result = evaluate(split_build, tmp_path, splits=["heldout"], generate=0, device="cpu", progress=False)
-    assert result["relative_drop"] == pytest.approx(0.0, abs=1e-4)  # one step at lr 1e-9 ≈ the seed's init
+    own, *others = result["baseline_speech_losses"]  # untrained adapters of seeds 5, 6, 7
+    assert own == pytest.approx(result["speech_loss"], rel=1e-4)  # one step at lr 1e-9 ≈ the seed's init
+    assert len(others) == 2 and len({own, *others}) == 3  # other inits, other losses
+    assert result["baseline_speech_loss"] == pytest.approx((own + sum(others)) / 3)
+    assert result["settings"]["baseline_seeds"] == [5, 6, 7]
+    alone = evaluate(split_build, tmp_path, splits=["heldout"], generate=0, baseline_inits=1, device="cpu",
+                     progress=False)
+    assert alone["relative_drop"] == pytest.approx(0.0, abs=1e-4) and alone["baseline_speech_losses"] == [own]
     assert result["alignment"] == {"examples": 0} and result["generations"] == []
 
 
@@ -203,7 +210,8 @@ def test_eval_command_takes_ckpt_then_build(split_build: Path, trained: Path) ->
     runner = CliRunner()
     result = runner.invoke(app, ["eval", str(trained), str(split_build), "--generate", "1", "--max-new-tokens", "3"])
     assert result.exit_code == 0, result.output
-    assert "heldout_prompt" in result.output and "heldout_task" in result.output and "untrained adapter" in result.output
+    assert "heldout_prompt" in result.output and "heldout_task" in result.output
+    assert "untrained adapters" in result.output
     body = json.loads((trained / REPORT_DIR / REPORT_FILE).read_text())
     assert body["settings"]["generate"] == 1 and len(body["splits"]) == 3
     lines = " ".join(result.output.split())  # rich wraps long lines
