@@ -168,10 +168,10 @@ def _alternate_tasks(examples: list[Example], limit: int | None) -> list[Example
 
 
 def _summary(s: dict[str, float]) -> dict[str, Any]:
-    """Mean per-token losses of summed NLLs. ``baseline_speech_loss``: the mean of ``baseline_speech_losses``, one
-    per untrained init; ``relative_drop``: how much lower speech is than that;
-    ``text_drop``: the same for the transcript input, the most speech could reach; ``gap_closed``: the share of
-    the untrained adapter's excess over the transcript input that training removed (None when there was none)."""
+    """Mean per-token losses of summed NLLs. ``baseline_speech_loss``: the mean of ``baseline_speech_losses`` (one per
+    untrained init); ``relative_drop``: how much lower speech is than that; ``text_drop``: the same for the
+    transcript input, the most speech could reach; ``gap_closed``: the share of the untrained adapters' excess over
+    the transcript input that training removed (None when there was none)."""
     tokens = s["tokens"]
     speech, text = s["speech"] / tokens, s["text"] / tokens
     out: dict[str, Any] = {"speech_loss": speech, "text_loss": text, "gap": speech - text,

@@ -205,8 +205,9 @@ def test_report_files_are_written_and_load(split_build: Path, trained: Path, emb
 def test_eval_command_takes_ckpt_then_build(split_build: Path, trained: Path) -> None:
     from typer.testing import CliRunner
 
-    from align_data.cli import app
+    from align_data.cli import _change, app
 
+    assert (_change(0.2), _change(-0.164)) == ("20.0% lower", "16.4% higher")
     runner = CliRunner()
     result = runner.invoke(app, ["eval", str(trained), str(split_build), "--generate", "1", "--max-new-tokens", "3"])
     assert result.exit_code == 0, result.output
@@ -217,7 +218,7 @@ def test_eval_command_takes_ckpt_then_build(split_build: Path, trained: Path) ->
     lines = " ".join(result.output.split())  # rich wraps long lines
     assert f"held-out documents: speech loss {body['splits']['heldout']['speech_loss']:.4f}" in lines
     assert f"all evaluated rows: speech loss {body['speech_loss']:.4f}" in lines
-    assert f"{body['relative_drop']:.1%} lower (the transcript as text: {body['text_drop']:.1%} lower)" in lines
+    assert f"{_change(body['relative_drop'])} (the transcript as text: {_change(body['text_drop'])})" in lines
     older = runner.invoke(app, ["eval", str(split_build), "--ckpt", str(trained), "--split", "heldout",
                                 "--generate", "0", "--no-baseline"])
     assert older.exit_code == 0, older.output
