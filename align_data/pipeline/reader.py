@@ -47,14 +47,20 @@ def open_source(source: SourceConfig, options: Options | None = None) -> Any:
         files = expand_inputs(source.path, options)
         if not files:
             raise AlignDataError(f"source {source.name}: no file matches {source.path}")
+    # datasets keeps a downloaded data file under its URL alone (no ETag check): an object replaced at the same URL
+    # would be read from the old copy forever. With the ETag in the key, a changed object is a new download.
+    fetch = datasets.DownloadConfig(use_etag=True, storage_options=dict(options or {}))
     try:
         if fmt == "txt":  # bytes that are not UTF-8 become U+FFFD; the source stage filters those documents
             return datasets.load_dataset("text", data_files=files, sample_by=source.txt_unit, split="train",
-                                         encoding_errors="replace", storage_options=options or None)
+                                         encoding_errors="replace", storage_options=options or None,
+                                         download_config=fetch)
         if fmt == "jsonl":
-            ds = datasets.load_dataset("json", data_files=files, split="train", storage_options=options or None)
+            ds = datasets.load_dataset("json", data_files=files, split="train", storage_options=options or None,
+                                       download_config=fetch)
         elif fmt == "parquet":
-            ds = datasets.load_dataset("parquet", data_files=files, split="train", storage_options=options or None)
+            ds = datasets.load_dataset("parquet", data_files=files, split="train", storage_options=options or None,
+                                       download_config=fetch)
         else:
             ds = datasets.load_dataset(source.path, source.hf_config, split=source.split)
     except AlignDataError:
