@@ -199,8 +199,10 @@ def test_resume_and_overwrite_on_a_store(s3, config_file, reference):
     assert_same_as_local(reference, url)
 
 
-def _crashing_build(config: Path, url: str, point: str, resume: bool = False) -> subprocess.CompletedProcess:
-    env = dict(os.environ, **{CRASH_AT: point}, RAY_AUTH_MODE="disabled")
+def _crashing_build(config: Path, url: str, point: str, resume: bool = False,
+                    tmp: Path | None = None) -> subprocess.CompletedProcess:
+    """The build CLI in a new process that SIGKILLs itself at ``point``; ``tmp``: its TMPDIR (where it spools)."""
+    env = dict(os.environ, **{CRASH_AT: point}, RAY_AUTH_MODE="disabled", **({"TMPDIR": str(tmp)} if tmp else {}))
     cmd = [sys.executable, "-m", "align_data.cli", "build", str(config), "--out", url]
     return subprocess.run(cmd + (["--resume"] if resume else []), env=env, cwd=ROOT, capture_output=True,
                           text=True, timeout=600, start_new_session=True)
@@ -216,15 +218,12 @@ STORE_POINTS = [
 
 
 @pytest.mark.parametrize("point,where,torn", STORE_POINTS, ids=[p for p, _, _ in STORE_POINTS])
-def test_kill_mid_build_then_resume_on_a_store(s3, config_file, reference, point, where, torn):
+def test_kill_mid_build_then_resume_on_a_store(s3, config_file, reference, point, where, torn, tmp_path):
     url = f"s3://{BUCKET}/builds/crash-{point.replace(':', '-')}"
-    spools = set(Path(tempfile.gettempdir()).glob(f"{SPOOL_PREFIX}*"))
-    killed = _crashing_build(config_file, url, point)
+    killed = _crashing_build(config_file, url, point, tmp=tmp_path)  # its own TMPDIR: other jobs spool elsewhere
     assert killed.returncode == -9, (where, killed.stderr[-2000:])
-    leaked = set(Path(tempfile.gettempdir()).glob(f"{SPOOL_PREFIX}*")) - spools
-    assert len(leaked) == (1 if "before_upload" in point else 0)  # only the killed upload's local spool
-    for path in leaked:
-        path.unlink()
+    leaked = list(tmp_path.glob(f"{SPOOL_PREFIX}*"))
+    assert len(leaked) == (1 if "before_upload" in point else 0), leaked  # only the killed upload's local spool
     store = Store(url)
     assert store.exists(f"shards/{torn:05d}.parquet")  # a torn shard: data in the store ...
     assert not store.exists(f"shards/{torn:05d}.json")  # ... but no sidecar, so it never counts as done
@@ -277,3 +276,19 @@ def test_file_urls_are_local_folders_with_atomic_writes(tmp_path, interleaved_co
     summary = build(interleaved_config, f"file://{tmp_path}/out")
     assert summary.written == 2 and validate_build(tmp_path / "out") == []
     assert validate_build(f"file://{tmp_path}/out") == []
+
+
+def test_a_source_replaced_at_the_same_url_is_read_anew(s3, tmp_path: Path) -> None:
+    # datasets keeps downloaded data files by URL alone unless asked to check the ETag; a build is its own process
+    url = f"s3://{BUCKET}/replaced/corpus.txt"
+    count = ("import sys; from align_data.config import SourceConfig; from align_data.pipeline.reader import "
+             "count_documents; print(count_documents(SourceConfig(name='s', path=sys.argv[1], format='txt')))")
+    env = {**os.environ, "HF_DATASETS_CACHE": str(tmp_path / "datasets")}
+    seen = []
+    for n in (2, 4):
+        s3.pipe_file(url.removeprefix("s3://"), "\n\n".join(f"Document {i} of {n}." for i in range(n)).encode())
+        run = subprocess.run([sys.executable, "-c", count, url], env=env, capture_output=True, text=True,
+                             check=False, timeout=300)
+        assert run.returncode == 0, run.stderr[-2000:]
+        seen.append(int(run.stdout.split()[-1]))
+    assert seen == [2, 4]
