@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from align_data.config import BuildConfig
 from align_data.errors import AlignDataError, ServiceUnavailable
@@ -94,6 +97,18 @@ def preflight(config: BuildConfig) -> list[str]:
     return ["source"] + [stage.name for stage in stages]
 
 
+# Shards the driver checks or reads at once: on an object store each is a few small requests, so it waits on the
+# network, not the CPU (a resume of thousands of shards would otherwise make them one after another).
+SHARD_IO_THREADS = 16
+T = TypeVar("T")
+
+
+def _per_shard(function: Callable[[ShardSpec], T], specs: list[ShardSpec]) -> list[T]:
+    """``function`` of every shard on a thread pool, results in shard order."""
+    with ThreadPoolExecutor(min(SHARD_IO_THREADS, max(1, len(specs)))) as pool:
+        return list(pool.map(function, specs))
+
+
 def _progress(total: int):
     from tqdm import tqdm
 
@@ -128,11 +143,11 @@ def build(config: BuildConfig, out: str | Path, *, runner: str | None = None, li
     with store.writer("plan.json") as handle:
         handle.write(json.dumps({"limit": limit, "shards": plan}, indent=1).encode())
 
-    todo: list[ShardSpec] = []
-    for spec in specs:
-        if resume and not verify_shard(store, spec.shard_id, config_hash, hashes=store.local is not None):
-            continue
-        todo.append(spec)
+    todo = specs
+    if resume:
+        problems = _per_shard(lambda s: verify_shard(store, s.shard_id, config_hash, hashes=store.local is not None),
+                              specs)
+        todo = [spec for spec, found in zip(specs, problems, strict=True) if found]
     summary = BuildSummary(out_dir=out, planned=len(specs), skipped=len(specs) - len(todo), written=0)
     bar = _progress(len(todo))
     for spec in todo:
@@ -158,7 +173,7 @@ def build(config: BuildConfig, out: str | Path, *, runner: str | None = None, li
         stopped = exc
     finally:
         bar.close()
-    sidecars = [sc for spec in specs if (sc := load_sidecar(store, spec.shard_id)) is not None]
+    sidecars = [sc for sc in _per_shard(lambda s: load_sidecar(store, s.shard_id), specs) if sc is not None]
     try:
         summary.manifest = write_manifest(store, config_hash, plan, sidecars, summary.failed, stage_order)
     except OSError as exc:
