@@ -1,8 +1,10 @@
 """The LLM response cache: keys, several processes on one file, and a rerun that asks the LLM nothing."""
 
+import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 
 from align_data.config import LLMConfig
 from align_data.schemas import Record, SourceRef
@@ -53,6 +55,30 @@ def test_several_processes_write_one_cache_file_at_once(tmp_path):
     for proc in procs:
         assert proc.wait(timeout=120) == 0, proc.stderr.read().decode()
     assert len(ResponseCache(path)) == 3 * 20 * 10
+
+
+def test_workers_that_create_the_cache_file_at_the_same_moment_all_open_it(tmp_path):
+    """Before the file is in WAL mode sqlite refuses some of several new connections at once (a fresh build's
+    first LLM shards on two Ray workers failed 'database is locked'); with 6 threads this hit ~5 % of 200 files."""
+    failures = []
+
+    def open_and_write(path, barrier, n):
+        barrier.wait()
+        try:
+            ResponseCache(path).put_many({f"k{n}": Completion("t", "stop", 1, 1)})
+        except sqlite3.OperationalError as exc:
+            failures.append(f"{path.name}: {exc}")
+
+    for round_ in range(200):
+        path, barrier = tmp_path / f"{round_}.sqlite", threading.Barrier(6)
+        threads = [threading.Thread(target=open_and_write, args=(path, barrier, n)) for n in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert failures == []
+    assert len(ResponseCache(tmp_path / "199.sqlite")) == 6
+    assert sqlite3.connect(tmp_path / "0.sqlite").execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def _records(n):

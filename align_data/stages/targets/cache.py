@@ -35,9 +35,31 @@ class ResponseCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
         self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: a power cut may lose the last answers
-        self._db.execute(SCHEMA)
+        self._create()
+
+    def _create(self) -> None:
+        """Switch the file to WAL and create the table, retrying while other processes do the same.
+
+        Workers that open a new cache file at the same moment contend for it before it is in WAL mode, and there
+        sqlite answers some of them 'database is locked' at once instead of waiting out the busy timeout (two
+        readers that both want to write would otherwise deadlock). A build's first LLM shards on two workers hit
+        this. Once the file is in WAL mode and has the table, neither step writes again."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        pause = 0.01
+        while True:
+            try:
+                if self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                    if mode != "wal":  # another connection held the file: sqlite kept the old mode
+                        raise sqlite3.OperationalError(f"database is locked (journal mode stayed {mode})")
+                self._db.execute(SCHEMA)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
 
     def get_many(self, keys: list[str]) -> dict[str, Completion]:
         found: dict[str, Completion] = {}
