@@ -21,6 +21,12 @@ from align_data.storage import Store
 
 UNAVAILABLE = "service unavailable: "  # prefix of an actor's error that must stop the build
 
+
+def shard_error(exc: Exception) -> str:
+    """A failed shard's error for the manifest: the exception and the innermost frames of its traceback (where it
+    was raised; the outer ones are always the runner and apply_stages)."""
+    return f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=-6)}"
+
 # (spec, sidecar or None, error message or None), yielded as shards finish
 Outcome = tuple[ShardSpec, ShardSidecar | None, str | None]
 
@@ -36,7 +42,7 @@ def run_local(config: BuildConfig, out_dir: str, specs: list[ShardSpec]) -> Iter
         except ServiceUnavailable:
             raise  # every later shard would fail the same way: stop the build
         except Exception as exc:  # a shard-level failure (e.g. unreadable input) is reported per shard
-            yield spec, None, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"
+            yield spec, None, shard_error(exc)
 
 
 def _ray_init(config: BuildConfig) -> None:
@@ -226,4 +232,4 @@ class _RayGroupWorker:
         except ServiceUnavailable as exc:
             return (None, f"{UNAVAILABLE}{exc}"), None
         except Exception as exc:  # reported per shard, like the local runner
-            return (None, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"), None
+            return (None, shard_error(exc)), None

@@ -184,6 +184,7 @@ def test_a_failing_shard_is_reported_and_resume_finishes_it(tmp_path, interleave
     monkeypatch.setattr(stages_mod, "read_documents", flaky)
     summary = build(interleaved_config, tmp_path / "o")
     assert summary.written == 1 and list(summary.failed) == [1] and "disk went away" in summary.failed[1]
+    assert "in flaky" in summary.failed[1]  # the traceback ends where the error was raised
     assert summary.manifest["failed_shards"] and validate_build(tmp_path / "o")  # incomplete: invalid
     monkeypatch.setattr(stages_mod, "read_documents", real)
     again = build(interleaved_config, tmp_path / "o", resume=True)
