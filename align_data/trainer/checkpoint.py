@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from align_data.errors import AlignDataError
 from align_data.trainer.adapters import SpeechAdapter, adapter_from_metadata
@@ -54,10 +54,21 @@ def save_checkpoint(out_dir: Path, adapter: SpeechAdapter, optimizer: torch.opti
     out_dir.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in adapter.state_dict().items()}
     metadata = {**adapter.shape_metadata(), "step": str(step), "format": "align_data.adapter.v1"}
-    _atomic(out_dir / ADAPTER_FILE, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    data = _canonical_safetensors(save(tensors, metadata=metadata))
+    _atomic(out_dir / ADAPTER_FILE, lambda tmp: tmp.write_bytes(data))
     _atomic(out_dir / OPTIMIZER_FILE, lambda tmp: torch.save({"step": step, "optimizer": optimizer.state_dict()}, tmp))
     text = json.dumps({**state, "step": step, "rng": rng_state()}, indent=1, sort_keys=True)
     _atomic(out_dir / STATE_FILE, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def _canonical_safetensors(data: bytes) -> bytes:
+    """safetensors bytes with the JSON header's keys sorted. The library writes the metadata in hash-map order,
+    which changes from call to call, so the same adapter saved twice differed in its first bytes."""
+    size = int.from_bytes(data[:8], "little")
+    header = json.dumps(json.loads(data[8:8 + size]), sort_keys=True, separators=(",", ":")).encode()
+    if len(header) > size:  # not the compact JSON the library writes: keep its bytes
+        return data
+    return data[:8] + header.ljust(size) + data[8 + size:]  # the format pads its header with spaces
 
 
 def load_adapter(path: Path, device: str | torch.device = "cpu") -> SpeechAdapter:

@@ -140,9 +140,11 @@ def train(shards_dir: Path, out_dir: Path, config: TrainConfig, *, resume: bool 
     """Train the adapter on a build's shards into ``out_dir``; ``resume`` continues its checkpoint to ``config.steps``.
 
     ``models`` reuses already loaded frozen models (they must be the ones ``config.whisper``/``config.llm`` name).
+    A new run seeds torch's global generator from ``config.seed``; a resumed one restores the saved state.
     Returns steps, start_step, losses (this run), final_loss, seconds_per_step (mean, first step excluded when
     there are more), trainable_params, examples (usable in the shards), examples_per_recipe, mixture (weights
-    used), counts (rows/targets skipped by reason), peak_rss_mb, out_dir.
+    used), counts (rows/targets skipped by reason), peak_rss_mb, peak_gpu_mb (torch's peak allocation on the
+    GPU, None on CPU), out_dir.
     """
     shards_dir, out_dir = Path(shards_dir), Path(out_dir)
     if not resume and (out_dir / STATE_FILE).exists():
@@ -210,9 +212,13 @@ def _train_in_world(shards_dir: Path, out_dir: Path, config: TrainConfig, world:
         start = int(state["step"])
         if world.main:
             truncate_log(out_dir / LOG_FILE, start)
-    elif world.main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / LOG_FILE).unlink(missing_ok=True)
+    else:
+        # torch's global generator from the seed: nothing in the step draws from it yet, but the checkpoint saves its
+        # state, and a run started from the seed then writes the same bytes whatever ran before it in the process
+        torch.manual_seed(config.seed)
+        if world.main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            (out_dir / LOG_FILE).unlink(missing_ok=True)
     featurize = Featurizer(models.extractor, config.max_audio_s)
     meta = {"config": config.model_dump(), "counts": index.counts, "examples_per_recipe": index.examples,
             "mixture": mixture, "trainable_params": trainable, "adapter": adapter.shape_metadata(),
@@ -220,6 +226,8 @@ def _train_in_world(shards_dir: Path, out_dir: Path, config: TrainConfig, world:
 
     losses: list[float] = []
     seconds: list[float] = []
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     bar = tqdm(total=config.steps, initial=start, unit="step", file=sys.stderr, disable=not (progress and world.main),
                dynamic_ncols=True, desc="train")
     with StepLog(out_dir / LOG_FILE, config.metrics, start, enabled=world.main) as step_log, bar:
@@ -274,5 +282,6 @@ def _train_in_world(shards_dir: Path, out_dir: Path, config: TrainConfig, world:
         "mixture": mixture,
         "counts": index.counts,
         "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "peak_gpu_mb": round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if device.type == "cuda" else None,
         "out_dir": str(out_dir),
     }

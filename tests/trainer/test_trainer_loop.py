@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -53,7 +54,9 @@ def test_resume_matches_an_uninterrupted_run(tiny_build: Path, tmp_path: Path, c
                                              settings: dict) -> None:
     config = config.model_copy(update=settings)
     straight = train(tiny_build, tmp_path / "straight", config.model_copy(update={"steps": 4}), progress=False)
+    torch.seed()  # other code in the process moved torch's global generator: a run starts from its own seed
     first = train(tiny_build, tmp_path / "resumed", config, progress=False)
+    torch.seed()
     second = train(tiny_build, tmp_path / "resumed", config.model_copy(update={"steps": 4}), resume=True,
                    progress=False)
     assert second["start_step"] == 2 and second["steps"] == 4
@@ -61,6 +64,11 @@ def test_resume_matches_an_uninterrupted_run(tiny_build: Path, tmp_path: Path, c
     a = _tensors(tmp_path / "straight" / "adapter.safetensors")
     b = _tensors(tmp_path / "resumed" / "adapter.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    for name in ("adapter.safetensors", "trainer_state.json"):  # the same bytes (optimizer.pt: torch.save stamps
+        assert (tmp_path / "straight" / name).read_bytes() == (tmp_path / "resumed" / name).read_bytes(), name
+    moments = [torch.load(tmp_path / run / "optimizer.pt", weights_only=True)["optimizer"]["state"]
+               for run in ("straight", "resumed")]  # each file with an id of its own)
+    assert all(torch.equal(moments[0][p][k], moments[1][p][k]) for p in moments[0] for k in moments[0][p])
     log = [json.loads(line) for line in (tmp_path / "resumed" / "train_log.jsonl").read_text().splitlines()]
     straight_log = [json.loads(line) for line in (tmp_path / "straight" / "train_log.jsonl").read_text().splitlines()]
     assert [line["step"] for line in log] == [1, 2, 3, 4]
@@ -165,6 +173,7 @@ def test_train_command_reads_a_toml_config(tiny_build: Path, tmp_path: Path, tin
     result = CliRunner().invoke(app, ["train", str(tiny_build), "--out", str(out), "--config",
                                       str(tmp_path / "train.toml"), "--steps", "2", "--set", "lr=0.002"])
     assert result.exit_code == 0, result.output
+    assert re.search(r"peak memory [1-9][0-9]* MiB resident;", result.output), result.output
     saved = json.loads((out / "trainer_state.json").read_text())["config"]
     assert (saved["steps"], saved["lr"], saved["adapter"], saved["grad_accum"]) == (2, 0.002, "qformer", 2)
     assert saved["task_weights"] == {"interleaved": 1.0} and load_adapter(out).queries == 4
