@@ -27,6 +27,7 @@ def shard_error(exc: Exception) -> str:
     was raised; the outer ones are always the runner and apply_stages)."""
     return f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=-6)}"
 
+
 # (spec, sidecar or None, error message or None), yielded as shards finish
 Outcome = tuple[ShardSpec, ShardSidecar | None, str | None]
 
