@@ -47,19 +47,25 @@ class ResponseCache:
         this. Once the file is in WAL mode and has the table, neither step writes again."""
         deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
         pause = 0.01
-        while True:
-            try:
-                if self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                    mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-                    if mode != "wal":  # another connection held the file: sqlite kept the old mode
-                        raise sqlite3.OperationalError(f"database is locked (journal mode stayed {mode})")
-                self._db.execute(SCHEMA)
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() + pause > deadline:
-                    raise
+        while not self._try_create():
+            if time.monotonic() + pause > deadline:
+                raise sqlite3.OperationalError(f"database is locked: {self.path} stayed held by other processes "
+                                               f"for {BUSY_TIMEOUT_MS / 1000:.0f} s")
             time.sleep(pause)
             pause = min(pause * 2, 0.5)
+
+    def _try_create(self) -> bool:
+        """One try of ``_create``: False when another connection held the file (sqlite then keeps the old mode)."""
+        try:
+            if (self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal"
+                    and self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0] != "wal"):
+                return False
+            self._db.execute(SCHEMA)
+            return True
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
+            return False
 
     def get_many(self, keys: list[str]) -> dict[str, Completion]:
         found: dict[str, Completion] = {}
