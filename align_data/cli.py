@@ -241,7 +241,7 @@ def train(
         result = run_train(shards, out, cfg, resume=resume)
     except AlignDataError as exc:
         _fail(exc)
-    loss, per_step, gpu = result["final_loss"], result["seconds_per_step"], result.get("peak_gpu_mb")
+    loss, per_step, gpu = result["final_loss"], result["seconds_per_step"], result["peak_gpu_mb"]
     memory = f"{result['peak_rss_mb']:.0f} MiB resident" + ("" if gpu is None else f", {gpu:.0f} MiB on the GPU")
     console.print(f"trained to step {result['steps']}; final loss "
                   f"{'n/a' if loss is None else f'{loss:.4f}'}; "

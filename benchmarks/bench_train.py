@@ -62,16 +62,17 @@ def _compare(build: Path, args: argparse.Namespace) -> None:
     """Train every setting on ``build`` and print the table."""
     fixed = {"steps": args.steps, "save_every": args.steps, "metrics": ["jsonl"]}
     base = load_train_config(args.config, apply_overrides(fixed, args.sets))
-    device, dtype = resolve_device(base)
+    device, _ = resolve_device(base)
     settings = {"configured": base, "no length bucketing": base.model_copy(update={"bucket_batches": 1})}
     if device.type == "cuda":
         settings["frozen models float32"] = base.model_copy(update={"dtype": "float32"})
-    loaded = {dtype: load_frozen_models(base, device, dtype)}
+    loaded: dict[torch.dtype, object] = {}  # frozen models per dtype, loaded once
     results = {}
     for name, config in settings.items():
-        _, wanted = resolve_device(config)
-        models = loaded.get(wanted) or loaded.setdefault(wanted, load_frozen_models(config, device, wanted))
-        results[name] = _run(build, config, models)
+        _, dtype = resolve_device(config)
+        if dtype not in loaded:
+            loaded[dtype] = load_frozen_models(config, device, dtype)
+        results[name] = _run(build, config, loaded[dtype])
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
     print(f"{build}: {args.steps} steps, batch {base.batch_size} x grad_accum {base.grad_accum}, "
           f"adapter {base.adapter}, {gpu}")
