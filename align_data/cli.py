@@ -135,6 +135,7 @@ def _print_manifest(m: dict, expected: dict[str, dict[str, float]]) -> None:
                        ", ".join(f"{k}={v}" for k, v in c["errors"].items()) or "-",
                        f"{m['stage_seconds'].get(name, 0):.1f}")
     console.print(stages)
+    _print_repairs(m)
     shards = Table(title="shards")
     for col in ("shard", "docs", "rows", "errors", "filtered", "audio s"):
         shards.add_column(col, justify="right")
@@ -144,6 +145,28 @@ def _print_manifest(m: dict, expected: dict[str, dict[str, float]]) -> None:
     console.print(shards)
     if m["failed_shards"]:
         err.print(f"[red]failed shards:[/red] {', '.join(m['failed_shards'])}")
+
+
+def _print_repairs(m: dict) -> None:
+    """Records filtered per contradicted attribute, and what the repairs before the filters did."""
+    from align_data.report.summary import filtered_by_attribute, repair_counts
+
+    described = m.get("tasks", {}).get("description", 0)
+    by_attribute = filtered_by_attribute(m)
+    faithful = Table(title=f"description faithfulness ({described} description rows kept)")
+    faithful.add_column("attribute")
+    faithful.add_column("records filtered as target_unfaithful", justify="right")
+    for attribute, n in by_attribute.items():
+        faithful.add_row(attribute, str(n))
+    if not by_attribute:
+        faithful.add_row("-", "0")
+    console.print(faithful)
+    repairs = Table(title="repairs (before a record is filtered)")
+    for col in ("stage", "counter", "count"):
+        repairs.add_column(col)
+    for stage, key, n in repair_counts(m):
+        repairs.add_row(stage, key, str(n))
+    console.print(repairs)
 
 
 def _print_rows(rows: list[dict], errors: list[dict]) -> None:
@@ -159,6 +182,13 @@ def _print_rows(rows: list[dict], errors: list[dict]) -> None:
         console.print(f"description: {r['description']}", highlight=False)
         for t in r["targets"]:
             console.print(f"target [{t['task']}/{t['prompt_id']}]: {t['response']}", highlight=False)
+        p = r.get("provenance")
+        if p:
+            kept = f"llm attempt {p['llm_attempt']}, tts attempt {p['tts_attempt']}"
+            console.print(f"provenance: {p['tts_engine']} seed {p['tts_seed']}; llm seed {p['llm_seed']} "
+                          f"T={p['llm_temperature']} shots {p['shots']}; {kept}"
+                          + (f" (repaired: {', '.join(p['repaired'])})" if p["repaired"] else "")
+                          + (f"; license {p['license']}" if p["license"] else ""), highlight=False)
     for e in errors:
         console.print(f"[red]error[/red] {e['id']} {e['stage']}/{e['kind']}: {e['message']}", highlight=False)
 

@@ -32,6 +32,9 @@ class SourceConfig(_Model):
         "paragraph", description="For txt: one document per line, per blank-line paragraph, or per file.")
     split: str = Field("train", description="Dataset split to read (hf, and the split name given to local files).")
     hf_config: str | None = Field(None, description="HF dataset config name, if the dataset has several.")
+    license: str | None = Field(None, description="The text's licence (an SPDX id such as 'CC-BY-SA-4.0', or a "
+                                                  "short name): recorded in every row's provenance and in the HF "
+                                                  "dataset card of `export --format hf`. Unset = not known.")
 
 
 class SegmentConfig(_Model):
@@ -302,13 +305,24 @@ class QualityConfig(_Model):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto' = the GPU when torch sees one.")
     threads: int | None = Field(None, ge=1, description="torch CPU threads per worker (default: torch's choice).")
     language: str = Field("en", pattern=r"^[a-z]{2,3}$", description="Language Whisper is told to transcribe.")
-    target_filters: list[Literal["echo", "over_length", "non_english", "repeated_ngrams"]] = Field(
-        default_factory=lambda: ["echo", "over_length"],
+    target_filters: list[Literal["echo", "over_length", "non_english", "repeated_ngrams", "unfaithful"]] = Field(
+        default_factory=lambda: ["echo", "over_length", "unfaithful"],
         description="Checks of the LLM targets that filter a record (reason 'target_<check>'); all of them are "
                     "counted in `align-data report` either way, and an empty answer is always filtered "
                     "('target_empty'). echo: the answer repeats its input or the instruction; over_length: cut by "
-                    "llm.max_new_tokens; non_english: not English; repeated_ngrams: a word 3-gram 3+ times. [] keeps "
-                    "such rows.")
+                    "llm.max_new_tokens; non_english: not English; repeated_ngrams: a word 3-gram 3+ times; "
+                    "unfaithful: a description that contradicts its clip's attributes (gender, accent, pitch, "
+                    "speed, volume, noise, reverberation, duration, emotion). [] keeps such rows.")
+    max_repairs: int = Field(3, ge=0, le=10, description="Before a record is filtered it is repaired up to this many "
+                                                         "times: an answer failing empty or one of target_filters is "
+                                                         "asked again (a new seed and, for few-shot prompts, other "
+                                                         "shots; sampled at repair_temperature), and with `enabled` "
+                                                         "a clip over wer_threshold is spoken again by another voice "
+                                                         "of the pool. The first attempt that passes is kept. 0 = "
+                                                         "filter at once.")
+    repair_temperature: float = Field(0.7, ge=0, description="Sampling temperature of repair attempts (the first "
+                                                             "answer uses llm.temperature); 0 = greedy, then only the "
+                                                             "other shots change the answer.")
 
 
 class SplitConfig(_Model):

@@ -13,7 +13,7 @@ from collections import Counter
 
 CRASH_AT = "ALIGN_DATA_CRASH_AT"
 CRASH_MARKER = "ALIGN_DATA_CRASH_MARKER"
-POINTS = ("stage:<name>", "write:between_files", "write:before_rename", "write:after_rename",
+POINTS = ("stage:<name>", "targets:repair", "write:between_files", "write:before_rename", "write:after_rename",
           "write:before_upload", "write:after_upload", "driver:shard_done", "manifest")  # upload: URL builds
 
 _hits: Counter = Counter()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -41,9 +42,19 @@ def _rows_by_task_split(out: Path, files: list[str]) -> Counter:
     return counts
 
 
-def _yaml_header(totals: Tally, cells: Counter) -> list[str]:
+def card_license(sources: list[dict]) -> str:
+    """The card's licence: the sources' one licence in lowercase (the Hub's ids are lowercase SPDX), 'other' when
+    they differ, 'unknown' when a source does not say."""
+    found = {(s.get("license") or "").strip().lower() for s in sources} or {""}
+    if "" in found:
+        return "unknown"
+    return found.pop() if len(found) == 1 else "other"
+
+
+def _yaml_header(totals: Tally, cells: Counter, license: str) -> list[str]:
     languages = sorted({lang.split("-")[0] for lang in totals.languages if lang})
-    lines = ["---", "license: unknown", f"pretty_name: {_q('align-data speech-text alignment corpus')}"]
+    plain = re.fullmatch(r"[a-z0-9][a-z0-9.+-]*", license) is not None
+    lines = ["---", f"license: {license if plain else _q(license)}", f"pretty_name: {_q('align-data speech-text alignment corpus')}"]
     if languages:
         lines += ["language:"] + [f"- {_q(lang)}" for lang in languages]
     lines += ["tags:", "- speech", "- synthetic-speech", "- speech-llm", "- align-data",
@@ -72,7 +83,9 @@ def card_text(out: Path, corpus: SourceCorpus, options: ExportOptions, markers: 
     tasks = sorted({task for task, _ in cells})
     splits = sorted({split for _, split in cells}, key=lambda s: (s != "train", s))
     m = corpus.manifest
-    lines = _yaml_header(totals, cells)
+    sources = corpus.config.get("config", {}).get("sources", [])
+    license = card_license(sources)
+    lines = _yaml_header(totals, cells, license)
     lines += ["# align-data speech-text alignment corpus", "",
               (f"Synthetic speech-text training data for speech LLMs, built by align-data {m.get('package_version')} "
               f"(config hash `{corpus.config_hash}`) and exported with `align-data export --format hf` "
@@ -104,14 +117,20 @@ def card_text(out: Path, corpus: SourceCorpus, options: ExportOptions, markers: 
               ("Columns are align-data's record: `text`, `task`, `segments` (text and speech spans in order; a speech "
               "span's `audio_index` points into `audio`), `audio` (one FLAC clip per speech span), `audio_meta`, "
               "`voice`, `acoustics`, `paralinguistics`, `description` (the DeSTA2 seed transcript), `targets` "
-              "(`prompt`, `response` and the model that wrote it), `split`, `source`."), "",
+              "(`prompt`, `response` and the model that wrote it), `split`, `source`, `provenance` (source licence, TTS engine "
+              "and version, synthesis and LLM seeds, sampling, the few-shot examples shown and the repair attempt "
+              "kept)."), "",
               "## Source text and license", ""]
-    sources = corpus.config.get("config", {}).get("sources", [])
     lines += _table(["source", "path", "format", "license"],
-                    [[s.get("name", ""), f"`{s.get('path', '')}`", s.get("format", ""), "unknown"] for s in sources])
-    lines += [("The build config does not record the license of its text sources, so this card says `unknown`: "
-              "check the license of each source above before redistributing this dataset."), "",
-              "## Build config", "", "The resolved config of the build (also in `source_config.json`):", "",
+                    [[s.get("name", ""), f"`{s.get('path', '')}`", s.get("format", ""), s.get("license") or "unknown"]
+                     for s in sources])
+    if license == "unknown":
+        lines += [("A source of the build config does not say its licence (`sources[].license`), so this card says "
+                  "`unknown`: check the license of each source above before redistributing this dataset."), ""]
+    else:
+        lines += [(f"Licences as the build config states them (`sources[].license`); every row also carries its "
+                  f"source's licence in `provenance.license`. The card's licence: `{license}`."), ""]
+    lines += ["## Build config", "", "The resolved config of the build (also in `source_config.json`):", "",
               "```json", json.dumps(corpus.config, indent=1, sort_keys=True, ensure_ascii=False), "```", "",
               "## Provenance", "",
               f"- build config hash: `{corpus.config_hash}`",

@@ -14,7 +14,7 @@ from align_data.errors import AlignDataError
 from align_data.pipeline.plan import ShardSpec
 from align_data.faults import crash_point
 from align_data.pipeline.reader import read_documents
-from align_data.schemas import ErrorInfo, Record, SourceRef
+from align_data.schemas import ErrorInfo, Provenance, Record, SourceRef
 from align_data.schemas.sidecar import StageCounts
 from align_data.stages.acoustics import AcousticsStage
 from align_data.stages.base import Stage
@@ -23,6 +23,7 @@ from align_data.stages.paralinguistics import ParalinguisticsStage
 from align_data.stages.quality import asr_gate, target_checks
 from align_data.stages.source import SourceStage
 from align_data.stages.targets import TargetsStage
+from align_data.stages.targets.stage import RepairPolicy
 from align_data.stages.targets.client import default_cache_path
 from align_data.stages.tts import TTSStage
 from align_data.storage import local_work_dir
@@ -32,13 +33,22 @@ def build_stages(config: BuildConfig, out_dir: str | Path | None = None) -> list
     """The stages after ``source``, in order; ``out_dir`` places the default LLM response cache (on this
     machine when it is a URL)."""
     cache_dir = None if out_dir is None else local_work_dir(out_dir)
+    tts = TTSStage(config.tts, config.seed)
+    acoustics = AcousticsStage(config.acoustics, config.seed)
+    paralinguistics = ParalinguisticsStage(config.paralinguistics)
+
+    def revoice(record: Record, attempt: int, tried: frozenset[tuple[str, str]]) -> Record:
+        """The record spoken again by another voice and measured anew (the ASR gate's repair)."""
+        return paralinguistics.process(acoustics.process(tts.speak(record, attempt, tried)))
+
     return [
         InterleaveStage(config.interleave, config.seed),
-        TTSStage(config.tts, config.seed),
-        AcousticsStage(config.acoustics, config.seed),
-        ParalinguisticsStage(config.paralinguistics),
-        *asr_gate(config.quality),  # optional (quality.enabled): Whisper round trip, WER filter
-        TargetsStage(config.llm, config.seed, cache_path=default_cache_path(config.llm, cache_dir)),
+        tts,
+        acoustics,
+        paralinguistics,
+        *asr_gate(config.quality, revoice),  # optional (quality.enabled): Whisper round trip, WER filter + re-voicing
+        TargetsStage(config.llm, config.seed, cache_path=default_cache_path(config.llm, cache_dir),
+                     repair=RepairPolicy.from_config(config.quality)),
         *target_checks(config.quality),  # optional (quality.target_filters)
     ]
 
@@ -100,6 +110,9 @@ def start_shard(spec: ShardSpec, config: BuildConfig, source: SourceStage) -> Sh
     docs = (read_documents(config.sources[spec.source_index], spec.start, spec.stop, config.storage.options)
             if spec.num_docs else [])
     records = source.records(docs, spec.shard_id) if docs else [_source_record(spec, config)]
+    license = config.sources[spec.source_index].license
+    if license is not None:
+        records = [dataclasses.replace(r, provenance=Provenance(license=license)) for r in records]
     source_counts = StageCounts(total=len(records), passed=sum(r.live for r in records))
     for r in records:
         if r.error is not None:

@@ -25,9 +25,10 @@ def shard_rows(out_dir: str | Path, shard_id: int, limit: int) -> list[dict]:
     store, rel = as_store(out_dir), f"shards/{shard_name(shard_id)}.parquet"
     if not store.exists(rel):
         raise AlignDataError(f"shard {shard_id} does not exist in {out_dir} ({shard_name(shard_id)}.parquet missing)")
-    columns = ["id", "task", "text", "segments", "voice", "paralinguistics", "description", "targets"]
+    columns = ["id", "task", "text", "segments", "voice", "paralinguistics", "description", "targets", "provenance"]
     with store.open(rel) as handle:
-        table = pq.read_table(handle, columns=columns)
+        names = pq.ParquetFile(handle).schema_arrow.names
+        table = pq.read_table(handle, columns=[c for c in columns if c in names])  # 1.2 shards: no provenance
     return table.slice(0, limit).to_pylist()
 
 

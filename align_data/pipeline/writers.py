@@ -45,6 +45,10 @@ def _jsonl(lines: list[dict]) -> bytes:
     return "".join(json.dumps(x, sort_keys=True, ensure_ascii=False) + "\n" for x in lines).encode()
 
 
+def _filter_message(record: Record) -> str:
+    return f"filtered: {record.filtered}" + (f" ({record.filter_note})" if record.filter_note else "")
+
+
 def write_shard(store: Store | str | Path, result: ShardResult, config_hash: str) -> ShardSidecar:
     """Write every file of a shard, then its sidecar (the completion marker) last."""
     store = as_store(store)
@@ -65,10 +69,11 @@ def write_shard(store: Store | str | Path, result: ShardResult, config_hash: str
         write_tar(handle, rows)
     with store.writer(f"errors/{name}.jsonl") as handle:
         handle.write(_jsonl([error_line(r.id, r.shard_id, r.error.stage, r.error.kind, r.error.message,
-                                        record_to_row(r)["source"], r.text) for r in errors]))
+                                        record_to_row(r)["source"], r.text, r.task) for r in errors]))
     with store.writer(f"filtered/{name}.jsonl") as handle:
-        handle.write(_jsonl([error_line(r.id, r.shard_id, result.filtered_by.get(r.id, "unknown"), r.filtered, f"filtered: {r.filtered}",
-                                        record_to_row(r)["source"], r.text) for r in filtered]))
+        handle.write(_jsonl([error_line(r.id, r.shard_id, result.filtered_by.get(r.id, "unknown"), r.filtered,
+                                        _filter_message(r), record_to_row(r)["source"], r.text, r.task)
+                             for r in filtered]))
     for rel in files:
         files[rel] = store.file_meta(rel)
     tasks = Counter(r.task for r in rows)

@@ -14,11 +14,12 @@ import pyarrow.parquet as pq
 from align_data.errors import AlignDataError
 from align_data.schemas import Target
 from align_data.schemas.arrow import META_SCHEMA_VERSION, check_schema_version
-from align_data.stages.quality.checks import TARGET_CHECKS, check_target
+from align_data.stages.quality.checks import TARGET_CHECKS, check_target, row_facts, shown_texts, unfaithful
 from align_data.stages.quality.normalize import normalize_words
 
 # Every column the report reads; ``audio`` (the FLAC bytes) is never read.
-COLUMNS = ("task", "text", "description", "audio_meta", "voice", "paralinguistics", "targets", "split", "quality")
+COLUMNS = ("task", "text", "description", "audio_meta", "voice", "paralinguistics", "targets", "split", "quality",
+           "provenance")
 BATCH_ROWS = 256
 
 
@@ -88,6 +89,7 @@ class CorpusStats:
     target_words_by_task: dict[str, Histogram] = field(default_factory=lambda: _histograms(0, 120, 2))
     targets_by_task: Counter = field(default_factory=Counter)
     checks: Counter = field(default_factory=Counter)  # (target task, check) -> targets failing it
+    unfaithful_by_attribute: Counter = field(default_factory=Counter)  # attribute -> descriptions contradicting it
     tasks: Counter = field(default_factory=Counter)
     splits: Counter = field(default_factory=Counter)
     rows_by: dict[str, Counter] = field(default_factory=lambda: {g: Counter() for g in ("voices", "backends", "genders")})
@@ -125,12 +127,16 @@ class CorpusStats:
             self.rows_with_quality += 1
             self.asr_models[quality["asr_model"]] += 1
             self.wer_by_backend[backend].add(c["wer"] for c in quality["clips"] or ())
+        facts = row_facts(row)
+        shown = shown_texts((row.get("provenance") or {}).get("shots"))  # 1.2 shards: no provenance
         for raw in row.get("targets") or ():
             target = Target(**raw)
             self.targets_by_task[target.task] += 1
             self.target_words_by_task[target.task].add([len(normalize_words(target.response))])
-            for check in check_target(target, row.get("text") or "", row.get("description")):
+            for check in check_target(target, row.get("text") or "", row.get("description"), facts, shown):
                 self.checks[(target.task, check)] += 1
+            found = unfaithful(target, row.get("text") or "", facts, shown)
+            self.unfaithful_by_attribute.update(set(c.attribute for c in found))
 
     def check_totals(self) -> dict[str, int]:
         """Targets failing each check, over all tasks, in TARGET_CHECKS order."""
@@ -144,7 +150,7 @@ def iter_rows(parquet: Path, batch_rows: int = BATCH_ROWS) -> Iterator[dict]:
     except (OSError, pa.ArrowException) as exc:
         raise AlignDataError(f"{parquet} is not readable Parquet ({exc}); run `align-data validate`") from exc
     check_schema_version((pf.schema_arrow.metadata or {}).get(META_SCHEMA_VERSION), str(parquet))
-    columns = [c for c in COLUMNS if c in pf.schema_arrow.names]  # 1.1 shards have no quality column
+    columns = [c for c in COLUMNS if c in pf.schema_arrow.names]  # 1.1 shards have no quality column, 1.2 no provenance
     for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):
         yield from batch.to_pylist()
 

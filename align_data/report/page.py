@@ -39,8 +39,11 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[object]], classes: Se
 
 def render(title: str, totals: Mapping[str, object], warnings: Sequence[str], shares: Sequence[Share],
            checks: Mapping[str, Mapping[str, int]], check_notes: str, balance_notes: str,
-           quality: Mapping[str, object], plots: Mapping[str, str]) -> str:
-    """The whole page. ``checks`` is {target task: {check: count}} with a 'targets' count per task."""
+           quality: Mapping[str, object], plots: Mapping[str, str],
+           faithfulness: Sequence[Sequence[object]] = (), repairs: Sequence[Sequence[object]] = ()) -> str:
+    """The whole page. ``checks`` is {target task: {check: count}} with a 'targets' count per task;
+    ``faithfulness`` rows (attribute, kept descriptions contradicting it, share, records filtered for it);
+    ``repairs`` rows (stage, counter, count)."""
     head = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title>"
             f"<style>{_STYLE}</style></head><body>")
     parts = [head, f"<h1>{escape(title)}</h1>"]
@@ -58,6 +61,19 @@ def render(title: str, totals: Mapping[str, object], warnings: Sequence[str], sh
                         [[task, counts.get("targets", 0), *(counts.get(c, 0) for c in check_names)]
                          for task, counts in sorted(checks.items())]))
     parts.append(f"<p class='note'>{escape(_plain(check_notes))}</p>")
+    parts.append("<h2>Description faithfulness</h2>")
+    parts.append(_table(["attribute", "kept descriptions contradicting it", "share", "records filtered for it"],
+                        faithfulness, ["warn" if row[1] else None for row in faithfulness]))
+    parts.append("<p class='note'>A description contradicts an attribute when it says something about the speaker "
+                 "or the recording that the clip's voice and measures deny (a wrong gender, accent, pitch, speed or "
+                 "volume word, noise or echo that is not there, a far-off duration, another emotion); people named "
+                 "in the transcript are not the speaker. Filtered records were repaired first.</p>")
+    parts.append("<h2>Repairs</h2>")
+    parts.append(_table(["stage", "counter", "count"], repairs) if repairs else "<p>none</p>")
+    parts.append("<p class='note'>repairs:CHECK: answers asked again (or clips spoken again by another voice, "
+                 "high_wer) because they failed CHECK; repair_calls: the extra LLM prompts; repaired: records a "
+                 "repair saved; repairs_exhausted: records still failing after quality.max_repairs, then "
+                 "filtered.</p>")
     parts.append("<h2>Balance against the config</h2>")
     parts.append(f"<p class='note'>{escape(_plain(balance_notes))}</p>")
     parts.append(_table(["group", "measure", "key", "count", "observed", "configured", "status"],

@@ -68,3 +68,21 @@ def manifest_summary(out_dir: str | Path) -> dict[str, Any]:
                    for s in m["shards"]],
         "failed_shards": m["failed_shards"],
     }
+
+
+def repair_counts(manifest: dict) -> list[tuple[str, str, int]]:
+    """(stage, counter, n) of every repair counter the build's stages report: ``repairs:<check>`` (attempts
+    asked again for that check), ``repair_calls`` (extra LLM prompts), ``repaired`` (records a repair saved),
+    ``repairs_exhausted`` (records still failing after quality.max_repairs)."""
+    rows = []
+    for stage, counts in manifest.get("stages", {}).items():
+        for key, n in sorted(counts.get("usage", {}).items()):
+            if key.startswith("repair"):
+                rows.append((stage, key, n))
+    return rows
+
+
+def filtered_by_attribute(manifest: dict) -> dict[str, int]:
+    """Records filtered as target_unfaithful, per contradicted attribute (a record may count for several)."""
+    usage = manifest.get("stages", {}).get("target_checks", {}).get("usage", {})
+    return {key.split(":", 1)[1]: n for key, n in sorted(usage.items()) if key.startswith("unfaithful:")}

@@ -15,7 +15,7 @@ from align_data.report.balance import Share, balance, task_shares
 from align_data.report.collect import CorpusStats, collect
 from align_data.report.page import render
 from align_data.report.plots import draw_all
-from align_data.report.summary import build_config, checks_note, reasons
+from align_data.report.summary import build_config, checks_note, filtered_by_attribute, reasons, repair_counts
 
 REPORT_DIR = "report"
 PAGE = "report.html"
@@ -50,6 +50,12 @@ class Report:
             lines.append("ASR: not run (quality.enabled = false)")
         lines.append("target checks: " + ", ".join(f"{k} {v}" for k, v in s.check_totals().items())
                      + f" (of {sum(s.targets_by_task.values())} targets)")
+        unfaithful = {a: n for a, n, _, _ in faithfulness_rows(s, m) if n}
+        lines.append(f"description faithfulness: {s.targets_by_task.get('description', 0)} kept, contradicting "
+                     + (", ".join(f"{a} {n}" for a, n in unfaithful.items()) or "nothing"))
+        repairs = repair_counts(m)
+        if repairs:
+            lines.append("repairs: " + ", ".join(f"{stage}/{key} {n}" for stage, key, n in repairs))
         lines.append("errors: " + (", ".join(f"{k} {v}" for k, v in errors.items()) or "none"))
         lines.append("filtered: " + (", ".join(f"{k} {v}" for k, v in filtered.items()) or "none"))
         if self.warnings:
@@ -83,6 +89,17 @@ def _merged_wer(stats: CorpusStats) -> str:
         merged.total += h.total
         merged.high = max(merged.high, h.high)
     return f"mean {merged.mean:.3f}, " + _spread(merged)
+
+
+def faithfulness_rows(stats: CorpusStats, manifest: dict) -> list[tuple[str, int, str, int]]:
+    """Per attribute: kept description targets contradicting it, their share, records filtered for it."""
+    from align_data.stages.quality.checks import UNFAITHFUL_ATTRIBUTES
+
+    described = stats.targets_by_task.get("description", 0)
+    filtered = filtered_by_attribute(manifest)
+    return [(a, stats.unfaithful_by_attribute.get(a, 0),
+             f"{100 * stats.unfaithful_by_attribute.get(a, 0) / described:.1f}%" if described else "n/a",
+             filtered.get(a, 0)) for a in UNFAITHFUL_ATTRIBUTES]
 
 
 def _warnings(manifest: dict, stats: CorpusStats, shares: list[Share]) -> list[str]:
@@ -133,7 +150,7 @@ def write_report(out_dir: str | Path) -> Report:
                   for task, n in stats.targets_by_task.items()}
         page = render(f"align-data report: {out.name}", totals, warnings, shares, checks,
                       checks_note(quality_cfg.get("target_filters", [])), balance_rules.__doc__.strip(),
-                      quality, plots)
+                      quality, plots, faithfulness_rows(stats, manifest), repair_counts(manifest))
         (work / PAGE).write_text(page, encoding="utf-8")
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(work, folder)

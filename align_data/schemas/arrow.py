@@ -14,6 +14,7 @@ from align_data.schemas.record import (
     AudioClip,
     ClipQuality,
     Paralinguistics,
+    Provenance,
     Quality,
     Record,
     Segment,
@@ -60,6 +61,13 @@ _CLIP_QUALITY = pa.struct([
 ])
 _QUALITY = pa.struct([("asr_model", pa.string()), ("wer", pa.float64()), ("clips", pa.list_(_CLIP_QUALITY))])
 
+_PROVENANCE = pa.struct([
+    ("license", pa.string()), ("tts_engine", pa.string()), ("tts_seed", pa.int64()), ("tts_attempt", pa.int32()),
+    ("llm_seed", pa.int64()), ("llm_attempt", pa.int32()), ("llm_temperature", pa.float64()),
+    ("llm_top_p", pa.float64()), ("llm_max_new_tokens", pa.int32()), ("shots", pa.string()),
+    ("repaired", pa.list_(pa.string())),
+])
+
 RECORD_SCHEMA = pa.schema([
     ("id", pa.string()),
     ("shard_id", pa.int32()),
@@ -77,6 +85,7 @@ RECORD_SCHEMA = pa.schema([
     ("targets", pa.list_(_TARGET)),
     ("split", pa.string()),
     ("quality", _QUALITY),  # since 1.2; null when the quality stage did not run (absent from 1.1 files)
+    ("provenance", _PROVENANCE),  # since 1.3 (absent from older files: read as an empty Provenance)
 ])
 
 
@@ -145,6 +154,8 @@ def record_to_row(record: Record) -> dict[str, Any]:
             "asr_model": record.quality.asr_model, "wer": record.quality.wer,
             "clips": [{f: getattr(c, f) for f in ClipQuality.__slots__} for c in record.quality.clips],
         },
+        "provenance": {f: (list(v) if isinstance(v := getattr(record.provenance, f), tuple) else v)
+                       for f in Provenance.__slots__},
     }
 
 
@@ -176,7 +187,15 @@ def record_from_row(row: dict[str, Any]) -> Record:
         targets=tuple(Target(**t) for t in row["targets"]),
         split=row["split"],
         quality=_quality_from_row(row.get("quality")),
+        provenance=_provenance_from_row(row.get("provenance")),
     )
+
+
+def _provenance_from_row(value: dict[str, Any] | None) -> Provenance:
+    if value is None:
+        return Provenance()
+    known = {k: v for k, v in value.items() if k in Provenance.__slots__}
+    return Provenance(**{**known, "repaired": tuple(known.get("repaired") or ())})
 
 
 def _quality_from_row(value: dict[str, Any] | None) -> Quality | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-SCHEMA_VERSION = "1.2"  # 1.2: the optional ``quality`` column (Whisper round-trip ASR)
+SCHEMA_VERSION = "1.3"  # 1.2: the optional ``quality`` column (Whisper round-trip ASR); 1.3: ``provenance``
 
 TASKS = ("continuation", "description", "interleaved", "mtbi")
 
@@ -122,6 +122,24 @@ class Quality:
 
 
 @dataclass(frozen=True, slots=True)
+class Provenance:
+    """How a row was made, beyond its voice and targets columns: the source's licence, the TTS engine and its
+    version, the synthesis seed, the LLM's seed and sampling, and which repair attempt of each was kept."""
+
+    license: str | None = None  # SourceConfig.license
+    tts_engine: str | None = None  # the TTS backend's package and version, e.g. "espeak-ng 1.51"
+    tts_seed: int | None = None
+    tts_attempt: int = 0  # 0 = the first voice; k = the k-th re-voicing after a high WER
+    llm_seed: int | None = None
+    llm_attempt: int = 0  # 0 = the first answer; k = the k-th repair after a failed target check
+    llm_temperature: float | None = None
+    llm_top_p: float | None = None
+    llm_max_new_tokens: int | None = None
+    shots: str | None = None  # ids of the few-shot examples the LLM was shown, comma-separated
+    repaired: tuple[str, ...] = ()  # the check that failed before each repair, in order ("high_wer" for TTS)
+
+
+@dataclass(frozen=True, slots=True)
 class ErrorInfo:
     """Why a record failed: the stage, a short machine-readable kind, a human message."""
 
@@ -149,8 +167,10 @@ class Record:
     targets: tuple[Target, ...] = ()
     split: str = "train"
     quality: Quality | None = None
+    provenance: Provenance = field(default_factory=Provenance)
     error: ErrorInfo | None = field(default=None)
     filtered: str | None = None
+    filter_note: str | None = None  # why, in words, for filtered/ (e.g. the attributes a description contradicts)
 
     @property
     def live(self) -> bool:

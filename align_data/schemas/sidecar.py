@@ -60,7 +60,8 @@ class ShardSidecar:
 
 
 def error_line(record_id: str, shard_id: int, stage: str, kind: str, message: str,
-               source: dict[str, Any], text: str) -> dict[str, Any]:
-    """One line of ``errors/NNNNN.jsonl``; filtered records use stage ``filter`` kind = reason."""
+               source: dict[str, Any], text: str, task: str | None = None) -> dict[str, Any]:
+    """One line of ``errors/NNNNN.jsonl`` or ``filtered/NNNNN.jsonl`` (kind = the filter reason), with the
+    record's task once one was assigned."""
     return {"id": record_id, "shard_id": shard_id, "stage": stage, "kind": kind,
-            "message": message, "source": source, "text": text[:500]}
+            "message": message, "source": source, "text": text[:500], "task": task}

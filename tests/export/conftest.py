@@ -28,7 +28,8 @@ def interleaved_build(tmp_path_factory) -> Path:
     corpus.write_text(TINY_CORPUS)
     config = make_config(corpus, interleave={"task_weights": {"interleaved": 1.0}, "min_span_words": 2,
                                              "max_span_words": 3},
-                         splits={"heldout_fraction": 0.4})
+                         splits={"heldout_fraction": 0.4},
+                         sources=[{"name": "tiny", "path": str(corpus), "format": "txt", "license": "CC0-1.0"}])
     build(config, root / "build")
     return root / "build"
 

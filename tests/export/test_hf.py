@@ -64,3 +64,18 @@ def test_dataset_card_has_counts_hours_voices_config_and_license(exported):
     assert "| espeak:en-us+f2 | 7 |" in card
     assert config["config_hash"] in card and f'"seed": {config["config"]["seed"]}' in card
     assert "license of each source" in card and "| tiny |" in card
+
+
+def test_the_card_and_every_row_carry_the_source_licence(exported):
+    from align_data.export.hf_card import card_license
+
+    source, _, out = exported("interleaved", "hf")
+    card = (out / "README.md").read_text()
+    assert card.startswith("---\nlicense: cc0-1.0\n") and "| tiny | " in card and "| CC0-1.0 |" in card
+    ds = undecoded(datasets.load_dataset(str(out)))
+    assert {row["provenance"]["license"] for split in ds for row in ds[split]} == {"CC0-1.0"}
+    engines = {row["provenance"]["tts_engine"] for split in ds for row in ds[split]}
+    assert len(engines) == 1 and engines.pop().split()[0] == "espeak-ng"  # "espeak-ng 1.51" on Debian 12
+    assert card_license([{"license": "MIT"}, {"license": "mit"}]) == "mit"
+    assert card_license([{"license": "MIT"}, {"license": "CC-BY-4.0"}]) == "other"
+    assert card_license([{"license": "MIT"}, {}]) == "unknown"

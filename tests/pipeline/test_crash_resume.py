@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from align_data.config import load_build_config
@@ -34,11 +35,11 @@ max_words = 14
 task_weights = {tasks}
 
 [llm]
-max_new_tokens = 6
+max_new_tokens = {max_new_tokens}
 batch_size = 4
 
 [quality]
-target_filters = []  # answers are cut at 6 tokens here; over_length would filter them all
+{quality}
 
 [shards]
 docs_per_shard = 1
@@ -60,10 +61,17 @@ def corpus(tmp_path_factory) -> Path:
     return path
 
 
-def _config(root: Path, corpus: Path, runner: str = "local", tasks: str = INTERLEAVED) -> Path:
+NO_FILTERS = "target_filters = []  # answers are cut at 6 tokens here; over_length would filter them all"
+# answers cut at 10 tokens fail over_length unless they end first: some are repaired (sampled at 0.7), some not
+REPAIRING = 'target_filters = ["over_length"]\nmax_repairs = 2'
+
+
+def _config(root: Path, corpus: Path, runner: str = "local", tasks: str = INTERLEAVED,
+            quality: str = NO_FILTERS, max_new_tokens: int = 6) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     path = root / f"build-{runner}.toml"
-    path.write_text(CONFIG.format(runner=runner, tasks=tasks, corpus=corpus))
+    path.write_text(CONFIG.format(runner=runner, tasks=tasks, corpus=corpus, quality=quality,
+                                  max_new_tokens=max_new_tokens))
     return path
 
 
@@ -149,6 +157,27 @@ def test_kill_during_llm_calls_then_resume(tmp_path, corpus):
     assert json.loads((reference / "manifest.json").read_text())["tasks"].get("continuation", 0) > 0
     assert validate_build(out) == []
     assert_same_corpus(reference, out)
+
+
+@pytest.mark.slow
+def test_kill_during_a_repair_then_resume_gives_the_same_bytes(tmp_path, corpus):
+    """Two builds with repairs write the same bytes, and one killed right after a repair batch resumes to them."""
+    reference = tmp_path / "ref" / "out"
+    build(load_build_config(_config(tmp_path / "ref", corpus, tasks=WITH_LLM, quality=REPAIRING,
+                                    max_new_tokens=10)), reference)
+    usage = json.loads((reference / "manifest.json").read_text())["stages"]["targets"]["usage"]
+    assert usage.get("repair_calls", 0) > 0 and usage.get("repairs:over_length", 0) > 0, usage
+    config = _config(tmp_path / "crash", corpus, tasks=WITH_LLM, quality=REPAIRING, max_new_tokens=10)
+    out = tmp_path / "crash" / "out"
+    killed = _crashing_build(config, out, "targets:repair")
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    summary = build(load_build_config(config), out, resume=True)
+    assert not summary.failed
+    assert validate_build(out) == []
+    assert_same_corpus(reference, out)
+    repaired = [row for p in sorted((out / "shards").glob("*.parquet"))
+                for row in pq.read_table(p, columns=["provenance"]).to_pylist() if row["provenance"]["llm_attempt"]]
+    assert all(row["provenance"]["repaired"][0] == "over_length" for row in repaired)
 
 
 @pytest.mark.ray

@@ -40,3 +40,22 @@ def test_schema_version_majors():
         check_schema_version("2.0", "shard.parquet")
     with pytest.raises(AlignDataError, match="no align-data schema version"):
         check_schema_version(None, "shard.parquet")
+
+
+def test_provenance_round_trips_and_rows_of_older_shards_read_as_empty():
+    import dataclasses
+
+    from align_data.schemas import Provenance, Record, SourceRef, records_to_table
+    from align_data.schemas.arrow import record_from_row, record_to_row
+
+    provenance = Provenance(license="CC-BY-4.0", tts_engine="espeak-ng 1.51", tts_seed=7, tts_attempt=1,
+                            llm_seed=11, llm_attempt=2, llm_temperature=0.7, llm_top_p=1.0, llm_max_new_tokens=40,
+                            shots="description:3,description:9", repaired=("high_wer", "unfaithful", "echo+unfaithful"))
+    record = Record(id="r", shard_id=0, source=SourceRef("t", "d", 0), text="x", provenance=provenance)
+    row = records_to_table([record], "h").to_pylist()[0]
+    assert record_from_row(row).provenance == provenance
+    old = record_to_row(record)
+    del old["provenance"]  # a row of a 1.2 shard
+    assert record_from_row(old).provenance == Provenance()
+    assert record_from_row(records_to_table([dataclasses.replace(record, provenance=Provenance())], "h")
+                           .to_pylist()[0]).provenance == Provenance()

@@ -150,7 +150,7 @@ def test_stages_only_when_configured():
 
 def test_echo_and_over_length_answers_are_filtered_by_default():
     (stage,) = target_checks(QualityConfig())
-    assert stage.filters == ("echo", "over_length")
+    assert stage.filters == ("echo", "over_length", "unfaithful")
 
 
 def test_build_stages_put_the_gate_before_the_llm_and_the_checks_after(corpus_file):
@@ -318,10 +318,96 @@ def test_quality_column_round_trips_and_old_rows_read_as_none():
     record = dataclasses.replace(_record("r", [("one two", 1.0)]),
                                  quality=score("whisper", [(0, "one two", "one too")]))
     table = records_to_table([record], "hash")
-    assert table.schema.field("quality").nullable and SCHEMA_VERSION == "1.2"
+    assert table.schema.field("quality").nullable and SCHEMA_VERSION == "1.3"
     back = record_from_row(table.to_pylist()[0])
     assert back.quality == record.quality and back.quality.clips[0].asr_text == "one too"
     old = record_to_row(record)
     del old["quality"]  # a row of a 1.1 shard
     assert record_from_row(old).quality is None
     assert records_to_table([dataclasses.replace(record, quality=None)], "h").to_pylist()[0]["quality"] is None
+
+
+# --- re-voicing a clip over the threshold ------------------------------------------------------------------------
+
+def _revoicer(lengths_by_attempt: dict[int, float], fail_at: int | None = None):
+    """A fake re-voicing (fault injection only): attempt k gives the record a clip of its own length and voice."""
+    from align_data.schemas import Voice
+
+    calls = []
+
+    def revoice(record, attempt, tried):
+        calls.append((record.id, attempt, tried))
+        if attempt == fail_at:
+            raise RecordError("tts_engine_failed", "the engine crashed")
+        voice = Voice("espeak", f"v{attempt}", "male", "American", "en")
+        return dataclasses.replace(record, audio=(_clip(lengths_by_attempt[attempt]),), voice=voice,
+                                   provenance=dataclasses.replace(record.provenance, tts_attempt=attempt))
+    return revoice, calls
+
+
+def test_a_clip_over_the_threshold_is_spoken_again_by_another_voice_before_it_is_filtered():
+    from align_data.schemas import Voice
+
+    first = dataclasses.replace(_record("a", [("the cat sat on the mat", 1.0)]),
+                                voice=Voice("espeak", "v0", "male", "American", "en"))
+    good = _record("b", [("dogs bark at night", 1.5)])
+    asr = FakeASR({16000: "garbled words here", 24000: "dogs bark at night", 17600: "nothing alike",
+                   19200: "the cat sat on the mat"})
+    revoice, calls = _revoicer({1: 1.1, 2: 1.2})
+    stage = QualityStage(QualityConfig(enabled=True, wer_threshold=0.5, max_repairs=3), transcribe=asr,
+                         asr_model="fake", revoice=revoice)
+    out = stage([first, good])
+    assert out[1].live and out[1].provenance.repaired == ()
+    assert out[0].live and out[0].voice.voice_id == "v2" and out[0].quality.wer == 0.0
+    assert out[0].provenance.repaired == ("high_wer", "high_wer") and out[0].provenance.tts_attempt == 2
+    assert [(rid, attempt, sorted(v for _, v in tried)) for rid, attempt, tried in calls] == \
+        [("a", 1, ["v0"]), ("a", 2, ["v0", "v1"])]  # each attempt avoids the voices already heard
+    usage = stage.take_usage()
+    assert usage["repairs:high_wer"] == 2 and usage["repaired"] == 1 and usage["asr_clips"] == 4
+
+
+def test_re_voicing_is_bounded_and_a_failing_voice_leaves_the_record_filtered():
+    from align_data.schemas import Voice
+
+    record = dataclasses.replace(_record("a", [("the cat sat on the mat", 1.0)]),
+                                 voice=Voice("espeak", "v0", "male", "American", "en"))
+    asr = FakeASR({16000: "garbled words here", 17600: "nothing alike", 19200: "still nothing"})
+    revoice, calls = _revoicer({1: 1.1, 2: 1.2})
+    stage = QualityStage(QualityConfig(enabled=True, wer_threshold=0.5, max_repairs=2), transcribe=asr,
+                         revoice=revoice)
+    (out,) = stage([record])
+    assert out.filtered == HIGH_WER and len(calls) == 2 and stage.take_usage()["repairs_exhausted"] == 1
+    revoice, calls = _revoicer({}, fail_at=1)
+    (out,) = QualityStage(QualityConfig(enabled=True, wer_threshold=0.5), transcribe=asr, revoice=revoice)([record])
+    assert out.filtered == HIGH_WER and out.voice.voice_id == "v0" and len(calls) == 1
+    (out,) = QualityStage(QualityConfig(enabled=True, wer_threshold=0.5, max_repairs=0), transcribe=asr,
+                          revoice=_revoicer({1: 1.1})[0])([record])
+    assert out.filtered == HIGH_WER and out.provenance.repaired == ()
+
+
+@pytest.mark.slow
+def test_a_real_build_re_voices_clips_whisper_cannot_follow(tmp_path, corpus_file):
+    """A Hungarian espeak voice reading English is mostly garbled for whisper-base: such rows are spoken again by
+    the pool's English voice and kept, their voice columns and seed transcript describing the voice kept."""
+    from align_data.pipeline.build import build
+    from tests.conftest import make_config
+
+    voices = [{"backend": "espeak", "id": "hu+m3", "gender": "male", "accent": "Hungarian", "language": "hu",
+               "weight": 50},
+              {"backend": "espeak", "id": "en-us+f2", "gender": "female", "accent": "American", "language": "en-us"}]
+    config = make_config(corpus_file, interleave={"task_weights": {"interleaved": 1.0}},
+                         tts={"voices": voices, "rate_range": [150, 160]},
+                         quality={"enabled": True, "wer_threshold": 0.5, "max_repairs": 2})
+    out = tmp_path / "out"
+    build(config, out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    usage = manifest["stages"]["quality"]["usage"]
+    assert usage.get("repairs:high_wer", 0) >= 1 and usage.get("repaired", 0) >= 1, usage
+    rows = pq.read_table(out / "shards").to_pylist()
+    revoiced = [r for r in rows if r["provenance"]["repaired"]]
+    assert revoiced, "no kept row was re-voiced"
+    for row in revoiced:
+        assert row["voice"]["voice_id"] == "en-us+f2" and row["provenance"]["tts_attempt"] >= 1
+        assert row["quality"]["wer"] <= 0.5 and "Accent: American" in row["description"]
+        assert set(row["provenance"]["repaired"]) == {"high_wer"}
+    assert manifest["rows"] + manifest["errors"] + manifest["filtered"] == manifest["candidates"]

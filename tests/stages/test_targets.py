@@ -47,7 +47,50 @@ def test_every_task_has_a_chat_form_with_the_shots_as_turns():
         assert "The cat sat on the mat." in req.chat[-1][1] or "Hi there" in req.chat[-1][1]
         assert req.instruction in req.chat[-1][1] and "Answer:" not in req.chat[-1][1]
     cont = build_request(_record("continuation"), np.random.default_rng(0))
-    assert [c for role, c in cont.chat if role == "assistant"] == [s["response"] for s in catalog()["continuation"]["shots"]]
+    shown = [int(i.split(":")[1]) for i in cont.shots.split(",")]
+    pool = catalog()["continuation"]["shots"]
+    assert [c for role, c in cont.chat if role == "assistant"] == [pool[i]["response"] for i in shown]
+    assert all(pool[i]["response"] in cont.llm_prompt for i in shown) and len(shown) == 2
+
+
+def test_shots_are_drawn_per_record_from_the_pool():
+    """No fixed pair of examples: over many records every shot of each pool is shown, and repairs (another
+    shot RNG) draw other examples for the same question."""
+    from align_data.stages.targets.prompts import catalog, mtbi_catalog
+
+    for task, pool, draws in (("continuation", catalog()["continuation"]["shots"], 200),
+                              ("description", catalog()["description"]["shots"], 3000)):
+        seen = set()
+        for seed in range(draws):
+            seen.update(build_request(_record(task), np.random.default_rng(seed)).shots.split(","))
+        assert len(seen) == len(pool), (task, len(seen), len(pool))
+    first = build_request(_record("mtbi"), np.random.default_rng(1))
+    again = [build_request(_record("mtbi"), np.random.default_rng(1), shot_rng=np.random.default_rng(k))
+             for k in range(5)]
+    assert {r.prompt_id for r in again} == {first.prompt_id} and {r.task for r in again} == {first.task}
+    assert len({r.shots for r in again}) > 1 and len(mtbi_catalog()[first.task]["shots"]) >= 5
+
+
+def test_description_shots_that_agree_with_the_clip_are_preferred():
+    """A base model copies its examples' attributes: a female, fast, loud clip is mostly shown shots of women,
+    and the example next to the question agrees with the clip on more attributes than a uniform draw."""
+    import dataclasses
+
+    from align_data.schemas import Paralinguistics, Voice
+    from align_data.stages.quality.faithfulness import facts_from_seed
+    from align_data.stages.targets.prompts import catalog
+
+    pool = catalog()["description"]["shots"]
+    para = Paralinguistics(duration_s=3.0, speech_rate_wps=3.8, f0_mean_hz=260.0, f0_std_hz=20.0,
+                           pitch_level="high", rms_dbfs=-12.0, volume_level="high", speed_level="high")
+    record = dataclasses.replace(_record("description"), voice=Voice("espeak", "en-us+f2", "female", "American", "en-us"),
+                                 paralinguistics=para)
+    female_last, n = 0, 300
+    for seed in range(n):
+        req = build_request(record, np.random.default_rng(seed))
+        last = int(req.shots.split(",")[-1].split(":")[1])
+        female_last += facts_from_seed(pool[last]["seed"])[0].gender == "female"
+    assert female_last / n > 0.8
 
 
 def test_interleaved_target_is_the_next_corpus_text():
@@ -79,7 +122,7 @@ def test_batches_group_tasks_in_order_and_errors_per_row():
     recs = [_record("continuation", "a"), _record("description", "b"), _record("interleaved", "c"),
             _record("continuation", "d")]
     out = stage(recs)
-    assert client.calls == [2, 1]  # [a, d] share the continuation prompt's shots, then [b]
+    assert client.calls == [2, 1]  # [a, d] (continuation, in record order), then [b]
     assert out[0].targets[0].response == "first"
     assert out[3].filtered == "target_empty" and out[3].targets[0].response == ""  # kept for the filtered/ file
     assert out[2].targets[0].backend == "corpus"

@@ -25,21 +25,22 @@ def test_catalog_has_eight_tasks_of_five_phrasings_with_unique_ids():
     ids = [p["id"] for task in catalog.values() for p in task["prompts"]]
     assert len(ids) == len(set(ids))
     for task in catalog.values():
-        assert len(task["prompts"]) >= 5 and len(task["shots"]) >= 2
+        assert len(task["prompts"]) >= 5 and len(task["shots"]) >= 5
         assert all(p["id"].startswith(task["id"] + "-") and p["text"].strip() for p in task["prompts"])
         assert all("\n" not in s["response"] for s in task["shots"])  # answers stop at a newline
 
 
-def test_request_asks_one_task_in_one_phrasing_after_shots_that_share_a_prefix():
+def test_request_asks_one_task_in_one_phrasing_after_shots_of_that_task():
     req = build_request(_record("a"), np.random.default_rng(3))
     task = mtbi_catalog()[req.task]
     assert req.prompt_id in {p["id"] for p in task["prompts"]}
     assert req.llm_prompt.endswith(f"Text: The ferry left the island at dawn.\n{req.instruction}\nAnswer:")
     assert req.split is None
-    other = [build_request(_record(f"r{i}"), np.random.default_rng(i)) for i in range(200)]
-    same_task = [r for r in other if r.task == req.task and r.prompt_id != req.prompt_id]
-    shots = req.llm_prompt[: req.llm_prompt.rindex("\n\n") + 2]
-    assert same_task and all(r.llm_prompt.startswith(shots) for r in same_task)
+    shown = [int(i.split(":")[1]) for i in req.shots.split(",")]
+    assert req.shots.startswith(f"{req.task}:") and len(shown) == 2
+    for i in shown:  # each drawn shot of the task's pool, asked in the task's first phrasing
+        shot = task["shots"][i]
+        assert f"Text: {shot['text']}\n{task['prompts'][0]['text']}\nAnswer: {shot['response']}" in req.llm_prompt
 
 
 def test_draws_cover_every_task_and_nearly_every_phrasing():

@@ -77,14 +77,25 @@ def _clock(seconds: float) -> str:
     return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
+# The words a description would use for each level (a speaker is slow or fast, quiet or loud, not "low speed").
+LEVEL_WORDS = {"pitch": {"low": "low", "normal": "normal", "high": "high"},
+               "speed": {"low": "slow", "normal": "normal", "high": "fast"},
+               "volume": {"low": "quiet", "normal": "normal", "high": "loud"}}
+
+
+def level_word(attribute: str, level_value: str) -> str:
+    return LEVEL_WORDS[attribute].get(level_value, level_value)
+
+
 def seed_transcript(spoken: str, voice: Voice, para: Paralinguistics) -> str:
-    """The DeSTA2 seed transcript: time span, quoted words, then the attributes in parentheses."""
+    """The DeSTA2 seed transcript: time span, quoted words, then the attributes in parentheses, levels in the
+    words a description uses (Speed: slow / normal / fast, Volume: quiet / normal / loud)."""
     attrs = [
         f"Gender: {voice.gender.capitalize()}",
         f"Accent: {voice.accent}",
-        f"Pitch: {para.pitch_level}",
-        f"Speed: {para.speed_level}",
-        f"Volume: {para.volume_level}",
+        f"Pitch: {level_word('pitch', para.pitch_level)}",
+        f"Speed: {level_word('speed', para.speed_level)}",
+        f"Volume: {level_word('volume', para.volume_level)}",
         f"Duration: {max(1, round(para.duration_s))}s",
     ]
     if para.snr_db is not None:

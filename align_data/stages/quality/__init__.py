@@ -2,12 +2,13 @@
 
 from align_data.config import QualityConfig
 from align_data.stages.base import Stage
-from align_data.stages.quality.stage import QualityStage, TargetChecksStage
+from align_data.stages.quality.stage import QualityStage, Revoice, TargetChecksStage
 
 
-def asr_gate(config: QualityConfig) -> list[Stage]:
-    """The ASR stage when ``quality.enabled``: it goes before the LLM, so a filtered clip costs no LLM call."""
-    return [QualityStage(config)] if config.enabled else []
+def asr_gate(config: QualityConfig, revoice: Revoice | None = None) -> list[Stage]:
+    """The ASR stage when ``quality.enabled``: it goes before the LLM, so a filtered clip costs no LLM call;
+    ``revoice`` speaks a record over the threshold again (``quality.max_repairs``)."""
+    return [QualityStage(config, revoice=revoice)] if config.enabled else []
 
 
 def target_checks(config: QualityConfig) -> list[Stage]:

@@ -9,6 +9,9 @@
   over 30 % of its letters are outside ASCII, or it has 5+ words, is not a comma-separated list of short items
   (keywords), and under 20 % of its words are common English words (``english_words.txt``).
 - ``repeated_ngrams``: some word 3-gram occurs 3 or more times in the response (a generation loop).
+- ``unfaithful``: a description that says something about the speaker or the recording that the clip's known
+  attributes contradict (``faithfulness.py``: a wrong gender, accent, level word, noise, echo, duration, emotion),
+  or that repeats a word 3-gram of a shown example's quoted text which the clip's words lack (``content``).
 Words are those of the WER normalization (lowercase, numbers as words, no punctuation).
 """
 
@@ -16,13 +19,16 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Sequence
 from functools import lru_cache
 from importlib.resources import files
 
 from align_data.schemas import Record, Target
+from align_data.stages.quality.faithfulness import ATTRIBUTES, ClipFacts, Contradiction, contradictions, facts_from_row
+from align_data.stages.quality.faithfulness import config as faithfulness_config
 from align_data.stages.quality.normalize import normalize_words
 
-TARGET_CHECKS = ("empty", "echo", "over_length", "non_english", "repeated_ngrams")
+TARGET_CHECKS = ("empty", "echo", "over_length", "non_english", "repeated_ngrams", "unfaithful")
 # A prompt that names a language (or asks to translate) does not ask for English.
 _OTHER_LANGUAGE = re.compile(r"translat|french|spanish|german|italian|portuguese|chinese|japanese|korean|"
                              r"russian|arabic|hindi|dutch", re.IGNORECASE)
@@ -77,8 +83,45 @@ def english_asked(target: Target) -> bool:
     return _OTHER_LANGUAGE.search(target.prompt) is None and not target.prompt_id.startswith("translate")
 
 
-def check_target(target: Target, text: str, description: str | None) -> tuple[str, ...]:
-    """The names of the checks that ``target`` fails, in TARGET_CHECKS order."""
+# what ``unfaithful`` reports on: the clip's attributes, and "content" (words of a shown example, not of the clip)
+UNFAITHFUL_ATTRIBUTES = (*ATTRIBUTES, "content")
+
+
+@lru_cache(maxsize=1)
+def _function_words() -> frozenset[str]:
+    return frozenset(faithfulness_config()["content"]["function_words"])
+
+
+def copied_content(response: str, text: str, shown: Sequence[str]) -> Contradiction | None:
+    """A word 3-gram (two or more content words) of a shown example's text that ``response`` repeats and the
+    clip's own ``text`` does not have: the answer tells what another clip said."""
+    own = set(_trigrams(normalize_words(text)))
+    grams = [g for g in _trigrams(normalize_words(response))
+             if g not in own and sum(w not in _function_words() for w in g) >= 2]
+    for example in shown:
+        theirs = set(_trigrams(normalize_words(example)))
+        copied = next((g for g in grams if g in theirs), None)
+        if copied is not None:
+            return Contradiction("content", " ".join(copied), "words of a few-shot example, not of the clip")
+    return None
+
+
+def unfaithful(target: Target, text: str, facts: ClipFacts | None,
+               shown: Sequence[str] = ()) -> tuple[Contradiction, ...]:
+    """What a description target says that its clip contradicts (nothing for other tasks or unknown facts);
+    ``shown``: the quoted texts of the few-shot examples its prompt showed (content copied from them counts)."""
+    if target.task != "description" or facts is None:
+        return ()
+    found = contradictions(target.response, facts, text)
+    copied = copied_content(target.response, text, shown)
+    return found if copied is None else (*found, copied)
+
+
+def check_target(target: Target, text: str, description: str | None,
+                 facts: ClipFacts | None = None, shown: Sequence[str] = ()) -> tuple[str, ...]:
+    """The names of the checks that ``target`` fails, in TARGET_CHECKS order. ``text`` is what the clip says;
+    ``facts`` its attributes (without them ``unfaithful`` is not checked); ``shown`` the quoted texts of the
+    few-shot examples its prompt showed."""
     words = normalize_words(target.response)
     failed = []
     if not words:
@@ -94,12 +137,36 @@ def check_target(target: Target, text: str, description: str | None) -> tuple[st
         failed.append("non_english")
     if has_repeated_ngrams(words):
         failed.append("repeated_ngrams")
+    if unfaithful(target, text, facts, shown):
+        failed.append("unfaithful")
     return tuple(failed)
+
+
+def row_facts(row: dict) -> ClipFacts:
+    """The clip attributes of a Parquet row (``voice`` and ``paralinguistics`` as dicts)."""
+    return facts_from_row(row.get("voice"), row.get("paralinguistics"))
+
+
+def record_facts(record: Record) -> ClipFacts:
+    """The clip attributes of a record."""
+    voice = None if record.voice is None else {f: getattr(record.voice, f) for f in record.voice.__slots__}
+    para = (None if record.paralinguistics is None
+            else {f: getattr(record.paralinguistics, f) for f in record.paralinguistics.__slots__})
+    return facts_from_row(voice, para)
+
+
+def shown_texts(shots: str | None) -> tuple[str, ...]:
+    """The quoted texts of the description examples named in a row's ``provenance.shots``."""
+    from align_data.stages.targets.prompts import shot_transcripts
+
+    return shot_transcripts(shots or "")
 
 
 def check_record(record: Record) -> tuple[str, ...]:
     """The checks that any of the record's targets fails."""
     failed: set[str] = set()
+    facts = record_facts(record)
+    shown = shown_texts(record.provenance.shots)
     for target in record.targets:
-        failed.update(check_target(target, record.text, record.description))
+        failed.update(check_target(target, record.text, record.description, facts, shown))
     return tuple(c for c in TARGET_CHECKS if c in failed)

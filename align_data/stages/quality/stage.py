@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 import numpy as np
 
 from align_data.config import QualityConfig
-from align_data.errors import AlignDataError
+from align_data.errors import AlignDataError, ServiceUnavailable
 from align_data.schemas import ClipQuality, Quality, Record
 from align_data.stages.base import RecordError, Stage, fail
-from align_data.stages.quality.checks import check_record
+from align_data.stages.quality.checks import check_record, record_facts, shown_texts, unfaithful
 from align_data.stages.quality.normalize import wer
 from align_data.stages.tts.audio import decode_audio
 
@@ -20,6 +21,8 @@ HIGH_WER = "high_wer"
 TOO_LONG = "clip_too_long_for_asr"
 
 Transcribe = Callable[[Sequence[np.ndarray]], list[str]]
+# (record as it reached the gate, attempt, voices tried as (backend, id)) -> the record spoken by another voice
+Revoice = Callable[[Record, int, frozenset[tuple[str, str]]], Record]
 
 
 @dataclasses.dataclass(slots=True)
@@ -66,6 +69,10 @@ class QualityStage(Stage):
     """Transcribe every speech clip with Whisper in batches of similar length, score WER against the span
     text, record it in ``quality``, and filter records above ``wer_threshold`` (reason ``high_wer``).
 
+    With ``revoice`` (the TTS, acoustics and paralinguistics stages again) a record over the threshold is spoken
+    by another voice of the pool, up to ``quality.max_repairs`` times, before it is filtered; the first voice
+    that passes is kept (its voice columns, measures and seed transcript with it).
+
     ``transcribe=`` injects a transcriber (tests of the batching and filtering without a model)."""
 
     name: ClassVar[str] = "quality"
@@ -75,8 +82,9 @@ class QualityStage(Stage):
     lazy_setup: ClassVar[bool] = True
 
     def __init__(self, config: QualityConfig, transcribe: Transcribe | None = None, asr_model: str | None = None,
-                 max_samples: int = 30 * 16000):
+                 max_samples: int = 30 * 16000, revoice: Revoice | None = None):
         self.config = config
+        self.revoice = revoice
         self.transcribe = transcribe
         self.asr_model = asr_model or config.model
         self.max_samples = max_samples
@@ -97,8 +105,48 @@ class QualityStage(Stage):
     def __call__(self, batch: Sequence[Record]) -> list[Record]:
         out = list(batch)
         self._usage = {"asr_clips": 0, "asr_batches": 0, "asr_audio_ms": 0}
+        self._gate(out, range(len(out)))
+        if self.revoice is not None and self.config.max_repairs:
+            self._repair(list(batch), out)
+        return out
+
+    def _repair(self, before: list[Record], out: list[Record]) -> None:
+        """Speak each record over the threshold again with a voice not tried yet, until one passes or
+        ``max_repairs`` attempts are spent; a record whose re-voicing fails keeps its first voice (filtered)."""
+        tried = {slot: {(r.voice.backend, r.voice.voice_id)} for slot, r in enumerate(out) if r.voice is not None}
+        first = {slot: out[slot] for slot, r in enumerate(out) if r.filtered == HIGH_WER}
+        usage: Counter[str] = Counter()
+        for attempt in range(1, self.config.max_repairs + 1):
+            slots = [slot for slot, r in enumerate(out) if r.filtered == HIGH_WER and slot in tried]
+            if not slots:
+                break
+            for slot in slots:
+                usage["repairs:high_wer"] += 1
+                try:
+                    record = self.revoice(before[slot], attempt, frozenset(tried[slot]))
+                except ServiceUnavailable:
+                    raise
+                except Exception:  # noqa: BLE001 -- a voice that fails here leaves the record as the gate found it
+                    tried.pop(slot)
+                    continue
+                tried[slot].add((record.voice.backend, record.voice.voice_id))
+                repaired = (*before[slot].provenance.repaired, *("high_wer",) * attempt)
+                out[slot] = dataclasses.replace(record, provenance=dataclasses.replace(record.provenance,
+                                                                                       repaired=repaired))
+            self._gate(out, [s for s in slots if s in tried])
+        for slot, record in first.items():
+            if out[slot].live:
+                usage["repaired"] += 1
+            else:
+                usage["repairs_exhausted"] += 1
+                out[slot] = record if out[slot].error is not None else out[slot]
+        self._usage.update(sorted(usage.items()))
+
+    def _gate(self, out: list[Record], slots: Sequence[int]) -> None:
+        """Transcribe and score the live records at ``slots`` (in place), filtering those over the threshold."""
         pending: list[_Clip] = []
-        for slot, record in enumerate(out):
+        for slot in slots:
+            record = out[slot]
             if not record.live:
                 continue
             try:
@@ -121,13 +169,13 @@ class QualityStage(Stage):
         for clip in pending:
             if clip.transcript is not None:
                 by_slot.setdefault(clip.slot, []).append((clip.audio_index, clip.reference, clip.transcript))
-        for slot, record in enumerate(out):
+        for slot in slots:
+            record = out[slot]
             if not record.live:
                 continue
             quality = score(self.asr_model, sorted(by_slot.get(slot, [])))
             filtered = HIGH_WER if quality.wer is not None and quality.wer > self.config.wer_threshold else None
             out[slot] = dataclasses.replace(record, quality=quality, filtered=filtered)
-        return out
 
     def _transcribe_all(self, pending: list[_Clip], out: list[Record]) -> None:
         """Fill in each clip's transcript, batching clips of similar length; a batch that fails fails its
@@ -156,7 +204,8 @@ class QualityStage(Stage):
 
 
 class TargetChecksStage(Stage):
-    """Filter records whose targets fail one of ``quality.target_filters`` (reason ``target_<check>``)."""
+    """Filter records whose targets fail one of ``quality.target_filters`` (reason ``target_<check>``; for
+    ``unfaithful`` the contradicted attributes go in the filtered/ line and count per attribute in the sidecar)."""
 
     name: ClassVar[str] = "target_checks"
     reads: ClassVar[tuple[str, ...]] = ("targets",)
@@ -164,7 +213,23 @@ class TargetChecksStage(Stage):
 
     def __init__(self, config: QualityConfig):
         self.filters = tuple(config.target_filters)
+        self._usage: Counter[str] = Counter()
+
+    def __call__(self, batch: Sequence[Record]) -> list[Record]:
+        self._usage = Counter()
+        return super().__call__(batch)
+
+    def take_usage(self) -> dict[str, int]:
+        return dict(sorted(self._usage.items()))
 
     def process(self, record: Record) -> Record:
         failed = [check for check in check_record(record) if check in self.filters]
-        return dataclasses.replace(record, filtered=f"target_{failed[0]}") if failed else record
+        if not failed:
+            return record
+        note = None
+        if failed[0] == "unfaithful":
+            facts, shown = record_facts(record), shown_texts(record.provenance.shots)
+            found = [c for t in record.targets for c in unfaithful(t, record.text, facts, shown)]
+            self._usage.update(f"unfaithful:{a}" for a in dict.fromkeys(c.attribute for c in found))
+            note = "; ".join(f"{c.attribute}: said {c.said!r}, the clip is {c.fact}" for c in found)
+        return dataclasses.replace(record, filtered=f"target_{failed[0]}", filter_note=note)

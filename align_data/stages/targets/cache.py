@@ -17,13 +17,14 @@ BUSY_TIMEOUT_MS = 60_000  # another worker holding the write lock waits, it does
 MAX_VARIABLES = 500  # keys per SELECT (sqlite's bound-parameter limit is 999 on old builds)
 
 
-def cache_key(model: str, backend: str, prompt: str, sampling: Sampling, seed: int) -> str:
+def cache_key(model: str, backend: str, prompt: str, sampling: Sampling, seed: int, attempt: int = 0) -> str:
     """sha256 of everything that decides a response. The seed counts even for greedy decoding: it comes from
     the record id, so two records with the same prompt never share an answer, and a shard's answers do not
-    depend on which other shard ran first (batched generation may differ in the last bits with the batch)."""
+    depend on which other shard ran first (batched generation may differ in the last bits with the batch). The
+    attempt (0, or the number of a repair) counts too: a repair never gets the answer it repairs."""
     fields = {"model": model, "backend": backend, "prompt": prompt, "max_new_tokens": sampling.max_new_tokens,
               "temperature": sampling.temperature, "top_p": sampling.top_p, "stop": list(sampling.stop),
-              "seed": seed}
+              "seed": seed, "attempt": attempt}
     return hashlib.sha256(json.dumps(fields, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 

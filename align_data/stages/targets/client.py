@@ -88,10 +88,12 @@ class CachedClient:
         self.chat = getattr(inner, "chat", False)
         self.usage: Counter[str] = Counter()
 
-    def complete(self, prompts: Sequence[Prompt], sampling: Sampling, seeds: Sequence[int]) -> list[Outcome]:
+    def complete(self, prompts: Sequence[Prompt], sampling: Sampling, seeds: Sequence[int],
+                 attempt: int = 0) -> list[Outcome]:
+        """The answers, from the cache where it has them; ``attempt`` (a repair's number) is part of the key."""
         from align_data.stages.targets.cache import cache_key
 
-        keys = [cache_key(self.model_name, self.backend, prompt_key_text(p, self.chat), sampling, s)
+        keys = [cache_key(self.model_name, self.backend, prompt_key_text(p, self.chat), sampling, s, attempt)
                 for p, s in zip(prompts, seeds, strict=True)]
         hits = self.cache.get_many(keys) if self.cache is not None else {}
         out: list[Outcome | None] = [hits.get(k) for k in keys]

@@ -15,13 +15,16 @@ from align_data.stages.tts.audio import SILENT_PEAK, encode_flac, to_mono_16k
 from align_data.stages.tts.espeak import EspeakEngine
 
 
-def sample_voice(config: TTSConfig, rng: np.random.Generator, pool: list[VoiceSpec] | None = None) -> Voice:
+def sample_voice(config: TTSConfig, rng: np.random.Generator, pool: list[VoiceSpec] | None = None,
+                 exclude: frozenset[tuple[str, str]] = frozenset()) -> Voice:
     """One voice from the weighted pool (default: ``config.voices``), with the prosody its backend controls
     drawn from the config ranges.
 
     espeak: rate = words per minute, pitch = 0-99, volume = amplitude 0-200; piper/hibari/coqui: rate = speed
-    factor, pitch and volume not controlled (None); coqui with ``vary_speed`` off: the model's own speed (None)."""
+    factor, pitch and volume not controlled (None); coqui with ``vary_speed`` off: the model's own speed (None).
+    ``exclude``: (backend, voice id) pairs not to draw (voices already tried), unless that leaves none."""
     pool = pool or config.voices
+    pool = [v for v in pool if (v.backend, v.id) not in exclude] or pool
     weights = np.array([v.weight for v in pool], dtype=float)
     spec = pool[int(rng.choice(len(pool), p=weights / weights.sum()))]
     base = dict(backend=spec.backend, voice_id=spec.id, gender=spec.gender, accent=spec.accent,
@@ -34,6 +37,31 @@ def sample_voice(config: TTSConfig, rng: np.random.Generator, pool: list[VoiceSp
     if spec.backend == "coqui" and not config.coqui.vary_speed:
         return Voice(**base)
     return Voice(**base, rate=round(float(rng.uniform(*config.speed_range)), 3))
+
+
+# The package that holds each engine, for the rows' provenance (espeak-ng is a Debian binary: its --version).
+ENGINE_PACKAGES = {"piper": "piper-tts", "hibari": "hibari-tts", "coqui": "coqui-tts"}
+
+
+def engine_version(backend: str) -> str:
+    """The engine's name and version, e.g. 'espeak-ng 1.51' or 'piper-tts 1.8.0' ('... unknown' when not found)."""
+    if backend == "espeak":
+        import subprocess
+
+        try:
+            out = subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            out = ""
+        words = out.split()
+        version = words[words.index("text-to-speech:") + 1] if "text-to-speech:" in words[:-1] else "unknown"
+        return f"espeak-ng {version}"
+    from importlib.metadata import PackageNotFoundError, version
+
+    package = ENGINE_PACKAGES.get(backend, backend)
+    try:
+        return f"{package} {version(package)}"
+    except PackageNotFoundError:
+        return f"{package} unknown"
 
 
 NEURAL_ENGINES = {"piper": "align_data.stages.tts.piper:PiperEngine",
@@ -95,6 +123,7 @@ class TTSStage(Stage):
         self.config = config
         self.seed = seed
         self.engines: dict[str, Any] = {}
+        self.versions: dict[str, str] = {}
         self.pool: list[VoiceSpec] = []
 
     def setup(self) -> None:
@@ -107,6 +136,7 @@ class TTSStage(Stage):
             if hasattr(engine, "load"):  # espeak runs a process per text; neural voices load once
                 engine.load()
             self.engines[backend] = engine
+            self.versions[backend] = engine_version(backend)
         speakers = {"coqui": self.engines["coqui"].voices()} if "coqui" in self.engines else {}
         self.pool = expand_pool(self.config.voices, speakers)
 
@@ -122,10 +152,16 @@ class TTSStage(Stage):
         return engine.synthesize(text, seed=seed, speed=voice.rate)
 
     def process(self, record: Record) -> Record:
+        return self.speak(record, attempt=0)
+
+    def speak(self, record: Record, attempt: int, exclude: frozenset[tuple[str, str]] = frozenset()) -> Record:
+        """The record spoken by a voice drawn for ``attempt`` (0: the first; k: the k-th re-voicing, seeded
+        apart and avoiding the ``exclude``d voices)."""
         if not self.pool or any(v.backend not in self.engines for v in self.config.voices):
             self.setup()
-        rng = rng_for(self.seed, record.shard_id, record.id, self.name)
-        voice = sample_voice(self.config, rng, self.pool)
+        stage = self.name if attempt == 0 else f"{self.name}#{attempt}"
+        rng = rng_for(self.seed, record.shard_id, record.id, stage)
+        voice = sample_voice(self.config, rng, self.pool, exclude)
         seed = int(rng.integers(2**31))
         clips = []
         for segment in record.segments:
@@ -137,4 +173,6 @@ class TTSStage(Stage):
                 raise RecordError("tts_silent", f"no audible speech for {segment.text[:60]!r}")
             clips.append(AudioClip(flac=encode_flac(audio, self.config.sample_rate),
                                    sample_rate=self.config.sample_rate, num_samples=int(audio.size)))
-        return dataclasses.replace(record, audio=tuple(clips), voice=voice)
+        provenance = dataclasses.replace(record.provenance, tts_engine=self.versions.get(voice.backend),
+                                         tts_seed=seed, tts_attempt=attempt)
+        return dataclasses.replace(record, audio=tuple(clips), voice=voice, provenance=provenance)
