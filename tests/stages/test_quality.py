@@ -411,3 +411,49 @@ def test_a_real_build_re_voices_clips_whisper_cannot_follow(tmp_path, corpus_fil
         assert row["quality"]["wer"] <= 0.5 and "Accent: American" in row["description"]
         assert set(row["provenance"]["repaired"]) == {"high_wer"}
     assert manifest["rows"] + manifest["errors"] + manifest["filtered"] == manifest["candidates"]
+
+
+# --- faithfulness in the target checks: attributes and content copied from a shown example -----------------------
+
+def test_a_description_that_retells_a_shown_example_is_unfaithful_content():
+    from align_data.stages.quality.checks import copied_content
+
+    example = "Class, put your books away, the science test starts now and you have forty minutes."
+    clip = "It tastes even better the next day."
+    copied = copied_content("A woman tells a class to put their books away because it tastes even better.", clip,
+                            [example])
+    assert copied is not None and copied.attribute == "content" and copied.said in {"class", "books", "books away"}
+    assert copied_content("A woman says it tastes even better the next day.", clip, [example]) is None
+    assert copied_content("A woman says the class test starts now.", "The class test starts now.", [example]) is None
+    assert copied_content("A woman tells a class to put their books away.", clip, []) is None  # nothing was shown
+    trigram = copied_content("He says the museum opens at nine on weekdays.", "We open late.",
+                             ["The museum opens at nine on weekdays."])
+    assert trigram is not None and trigram.said == "the museum opens"  # the first copied 3-gram
+
+
+def test_target_checks_name_the_contradicted_attributes_and_count_them_per_attribute():
+    from align_data.schemas import Paralinguistics, Provenance, Voice
+    from align_data.stages.targets.prompts import catalog
+
+    pool = catalog()["description"]["shots"]
+    index = next(i for i, s in enumerate(pool) if "books away" in s["seed"])
+    para = Paralinguistics(duration_s=2.0, speech_rate_wps=3.0, f0_mean_hz=120.0, f0_std_hz=10.0,
+                           pitch_level="normal", rms_dbfs=-20.0, volume_level="normal", speed_level="normal")
+    base = Record(id="d", shard_id=0, source=SourceRef("t", "d", 0), text="It tastes even better the next day.",
+                  task="description", voice=Voice("espeak", "en+m1", "male", "British", "en-gb"),
+                  paralinguistics=para, description="seed",
+                  provenance=Provenance(shots=f"description:{index}"))
+    answers = {"A man with a British accent says it tastes even better the next day.": None,
+               "A woman tells a class it tastes even better the next day.": {"unfaithful:gender",
+                                                                             "unfaithful:content"},
+               "A man with a Scottish accent says quietly that it tastes better the next day.": {
+                   "unfaithful:accent", "unfaithful:volume"}}
+    for answer, expected in answers.items():
+        record = dataclasses.replace(base, targets=(_target(answer, task="description"),))
+        stage = TargetChecksStage(QualityConfig())
+        (out,) = stage([record])
+        if expected is None:
+            assert out.live and stage.take_usage() == {}
+        else:
+            assert out.filtered == "target_unfaithful" and set(stage.take_usage()) == expected, stage.take_usage()
+            assert all(key.split(":")[1] in out.filter_note for key in expected), out.filter_note

@@ -139,3 +139,53 @@ def test_the_cache_keys_include_the_attempt(tmp_path):
     (second,) = again([_record()])
     assert second == first and again.take_usage()["cache_hits"] == 2  # a resumed build asks nothing again
     assert dataclasses.replace(second, targets=()) == dataclasses.replace(first, targets=())
+
+
+def test_a_repair_never_shows_an_example_an_earlier_attempt_showed():
+    from align_data.stages.targets.prompts import shot_indices
+
+    client = ScriptedClient([WRONG, WRONG, WRONG, WRONG])
+    stage = TargetsStage(LLMConfig(), seed=0, client=client, repair=POLICY)
+    (out,) = stage([_record()])
+    shown = []
+    for (prompt,) in client.prompts:
+        shown.append({i for i, shot in enumerate(_description_pool()) if shot["answer"] in prompt})
+    assert len(shown) == 4 and all(len(s) == 3 for s in shown)
+    assert all(not (a & b) for i, a in enumerate(shown) for b in shown[:i])  # 4 attempts, 12 distinct examples
+    assert shot_indices(out.provenance.shots) == shown[-1]
+
+
+def _description_pool():
+    from align_data.stages.targets.prompts import catalog
+
+    return catalog()["description"]["shots"]
+
+
+def test_the_last_repair_of_a_description_starts_the_answer_with_its_speaker():
+    client = ScriptedClient([WRONG, WRONG, " says that someone checked the bus timetable."])
+    stage = TargetsStage(LLMConfig(), seed=0, client=client,
+                         repair=RepairPolicy.from_config(QualityConfig(max_repairs=2)))
+    (out,) = stage([_record()])
+    first, last = client.prompts[0][0], client.prompts[-1][0]
+    assert first.endswith("Answer:") and not last.endswith("Answer:")
+    lead = last.rsplit("Answer: ", 1)[1]
+    assert "man" in lead and "Northern English accent" in lead and "woman" not in lead
+    assert out.live and out.targets[0].response == f"{lead} says that someone checked the bus timetable."
+    assert out.provenance.llm_attempt == 2
+
+
+def test_no_opening_for_an_unknown_speaker_or_a_chat_model():
+    import dataclasses as dc
+
+    import numpy as np
+
+    from align_data.stages.targets.prompts import build_request, opening
+
+    unknown = dc.replace(_record(), voice=dc.replace(MALE, gender="unknown"))
+    assert opening(unknown, np.random.default_rng(0)) == ""
+    assert build_request(unknown, np.random.default_rng(0), lead=True).llm_prompt.endswith("Answer:")
+    client = ScriptedClient([WRONG, WRONG, WRONG])
+    client.chat = True
+    TargetsStage(LLMConfig(), seed=0, client=client,
+                 repair=RepairPolicy.from_config(QualityConfig(max_repairs=2)))([_record()])
+    assert all(p[0].endswith("Answer:") for p in client.prompts)

@@ -92,17 +92,27 @@ def _function_words() -> frozenset[str]:
     return frozenset(faithfulness_config()["content"]["function_words"])
 
 
+def _stem(word: str) -> str:
+    return word[:-1] if len(word) > 4 and word.endswith("s") else word
+
+
 def copied_content(response: str, text: str, shown: Sequence[str]) -> Contradiction | None:
-    """A word 3-gram (two or more content words) of a shown example's text that ``response`` repeats and the
-    clip's own ``text`` does not have: the answer tells what another clip said."""
-    own = set(_trigrams(normalize_words(text)))
-    grams = [g for g in _trigrams(normalize_words(response))
-             if g not in own and sum(w not in _function_words() for w in g) >= 2]
+    """Words of a shown example's quoted text that ``response`` repeats and the clip's own ``text`` lacks: a word
+    3-gram with two or more content words, or one long content word (faithfulness.toml ``[content]``). The answer
+    then tells what another clip said."""
+    function = _function_words()
+    words, own_words = normalize_words(response), normalize_words(text)
+    own, own_stems = set(_trigrams(own_words)), {_stem(w) for w in own_words}
+    grams = [g for g in _trigrams(words) if g not in own and sum(w not in function for w in g) >= 2]
+    shortest = faithfulness_config()["content"]["min_word_letters"]
+    loose = [w for w in words if len(w) >= shortest and w not in function and _stem(w) not in own_stems]
     for example in shown:
-        theirs = set(_trigrams(normalize_words(example)))
-        copied = next((g for g in grams if g in theirs), None)
+        theirs_words = normalize_words(example)
+        theirs, theirs_stems = set(_trigrams(theirs_words)), {_stem(w) for w in theirs_words}
+        copied = next((" ".join(g) for g in grams if g in theirs), None)
+        copied = copied or next((w for w in loose if _stem(w) in theirs_stems), None)
         if copied is not None:
-            return Contradiction("content", " ".join(copied), "words of a few-shot example, not of the clip")
+            return Contradiction("content", copied, "words of a few-shot example, not of the clip")
     return None
 
 

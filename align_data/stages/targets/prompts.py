@@ -27,6 +27,7 @@ class Request:
     split: str | None = None
     chat: tuple[tuple[str, str], ...] = ()  # the same shots and question as chat turns (instruct models)
     shots: str = ""  # ids of the few-shot examples shown ("description:3,description:11"), for provenance
+    lead: str = ""  # the answer's first words, written into the completion prompt (the model goes on from them)
 
 
 SHOTS = {"continuation": 2, "description": 3, "mtbi": 2}  # examples shown per prompt, drawn from each pool
@@ -43,22 +44,30 @@ def catalog() -> dict:
     return tomllib.loads(files("align_data.stages.targets").joinpath("prompts.toml").read_text())
 
 
-def draw_shots(pool: list[dict], k: int, rng: np.random.Generator,
-               weights: np.ndarray | None = None) -> list[int]:
+def draw_shots(pool: list[dict], k: int, rng: np.random.Generator, weights: np.ndarray | None = None,
+               exclude: frozenset[int] = frozenset()) -> list[int]:
     """``k`` distinct pool indices drawn from ``rng`` (by ``weights`` when given), so no fixed pair of examples
-    is shown to every record and a base model has no one phrasing to copy."""
+    is shown to every record and a base model has no one phrasing to copy. ``exclude``: indices not to draw (the
+    examples an earlier attempt showed), while at least ``k`` others remain."""
     k = min(k, len(pool))
-    p = None if weights is None else weights / weights.sum()
-    return [int(i) for i in rng.choice(len(pool), size=k, replace=False, p=p)]
+    w = np.ones(len(pool)) if weights is None else np.asarray(weights, dtype=float).copy()
+    if len(pool) - len(exclude) >= k:
+        w[list(exclude)] = 0.0
+    return [int(i) for i in rng.choice(len(pool), size=k, replace=False, p=w / w.sum())]
 
 
 def _shot_ids(task: str, picked: list[int]) -> str:
     return ",".join(f"{task}:{i}" for i in picked)
 
 
-def _continuation(record: Record, shot_rng: np.random.Generator) -> Request:
+def shot_indices(ids: str) -> frozenset[int]:
+    """The pool indices named in a request's ``shots`` ("description:3,description:9" -> {3, 9})."""
+    return frozenset(int(item.rpartition(":")[2]) for item in filter(None, ids.split(",")))
+
+
+def _continuation(record: Record, shot_rng: np.random.Generator, exclude: frozenset[int]) -> Request:
     spec = catalog()["continuation"]
-    picked = draw_shots(spec["shots"], SHOTS["continuation"], shot_rng)
+    picked = draw_shots(spec["shots"], SHOTS["continuation"], shot_rng, exclude=exclude)
     chosen = [spec["shots"][i] for i in picked]
     shots = "".join(f"{spec['instruction']}\nText: {s['text']}\nContinuation: {s['response']}\n\n" for s in chosen)
     prompt = f"{shots}{spec['instruction']}\nText: {record.text}\nContinuation:"
@@ -108,21 +117,35 @@ def description_weights(record: Record) -> np.ndarray:
     return np.asarray(weights, dtype=float)
 
 
-def _description(record: Record, rng: np.random.Generator, shot_rng: np.random.Generator) -> Request:
+def opening(record: Record, rng: np.random.Generator) -> str:
+    """The first words of a description that name the clip's speaker and accent, from the catalog's openings;
+    '' when the gender or accent is not known."""
+    voice = record.voice
+    if voice is None or voice.gender not in ("female", "male") or not voice.accent or voice.accent == "unknown":
+        return ""
+    forms = catalog()["description"]["openings"]
+    form = forms[int(rng.integers(len(forms)))]
+    article = "an" if voice.accent[:1].lower() in "aeiou" else "a"
+    return form.format(who="woman" if voice.gender == "female" else "man", a=article, accent=voice.accent)
+
+
+def _description(record: Record, rng: np.random.Generator, shot_rng: np.random.Generator,
+                 exclude: frozenset[int], lead: bool = False) -> Request:
     spec = catalog()["description"]
     if not record.description:
         raise RecordError("no_description", "description task without a seed transcript")
     question = spec["questions"][int(rng.integers(len(spec["questions"])))]
     weights = description_weights(record)
-    picked = draw_shots(spec["shots"], SHOTS["description"], shot_rng, weights)
+    picked = draw_shots(spec["shots"], SHOTS["description"], shot_rng, weights, exclude)
     picked.sort(key=lambda i: weights[i])  # stable: the best-matching example stands next to the question
     chosen = [spec["shots"][i] for i in picked]
     shots = "".join(f"Audio: {s['seed']}\nQuestion: {s['question']}\nAnswer: {s['answer']}\n\n" for s in chosen)
-    prompt = f"{shots}Audio: {record.description}\nQuestion: {question['text']}\nAnswer:"
+    first = opening(record, shot_rng) if lead else ""
+    prompt = f"{shots}Audio: {record.description}\nQuestion: {question['text']}\nAnswer:" + (f" {first}" if first else "")
     chat = chat_turns([(f"Audio: {s['seed']}\n\n{s['question']}", s["answer"]) for s in chosen],
                       f"Audio: {record.description}\n\n{question['text']}")
     return Request("description", question["id"], question["text"], prompt, chat=chat,
-                   shots=_shot_ids("description", picked))
+                   shots=_shot_ids("description", picked), lead=first)
 
 
 def shot_transcripts(ids: str) -> tuple[str, ...]:
@@ -158,7 +181,8 @@ def check_mtbi(config: MTBIConfig) -> None:
                                  f"{', '.join(sorted(known))}")
 
 
-def _mtbi(record: Record, rng: np.random.Generator, config: MTBIConfig, shot_rng: np.random.Generator) -> Request:
+def _mtbi(record: Record, rng: np.random.Generator, config: MTBIConfig, shot_rng: np.random.Generator,
+          exclude: frozenset[int]) -> Request:
     """One task, one phrasing and the task's shots, drawn per record. The shots show the task's first phrasing
     (the drawn one comes with the record's own text)."""
     catalog = mtbi_catalog()
@@ -166,7 +190,7 @@ def _mtbi(record: Record, rng: np.random.Generator, config: MTBIConfig, shot_rng
     task = catalog[names[int(rng.integers(len(names)))]]
     phrasing = task["prompts"][int(rng.integers(len(task["prompts"])))]
     shown = task["prompts"][0]["text"]
-    picked = draw_shots(task["shots"], SHOTS["mtbi"], shot_rng)
+    picked = draw_shots(task["shots"], SHOTS["mtbi"], shot_rng, exclude=exclude)
     chosen = [task["shots"][i] for i in picked]
     shots = "".join(f"Text: {s['text']}\n{shown}\nAnswer: {s['response']}\n\n" for s in chosen)
     prompt = f"{shots}Text: {record.text}\n{phrasing['text']}\nAnswer:"
@@ -179,17 +203,20 @@ def _mtbi(record: Record, rng: np.random.Generator, config: MTBIConfig, shot_rng
 
 
 def build_request(record: Record, rng: np.random.Generator, mtbi: MTBIConfig | None = None,
-                  shot_rng: np.random.Generator | None = None) -> Request | None:
+                  shot_rng: np.random.Generator | None = None, exclude: frozenset[int] = frozenset(),
+                  lead: bool = False) -> Request | None:
     """The LLM request for a record, or None when the target needs no LLM (interleaved). ``rng`` draws what is
     asked (the question, the MTBI task and phrasing); ``shot_rng`` (default: ``rng``) the few-shot examples, so a
-    repair asks the same question with other examples."""
+    repair asks the same question with other examples; ``exclude``: pool indices of examples not to show again;
+    ``lead``: a description's answer starts with words that name the speaker (``opening``; completion prompts
+    only: a chat prompt has no place for them)."""
     shot_rng = rng if shot_rng is None else shot_rng
     if record.task == "continuation":
-        return _continuation(record, shot_rng)
+        return _continuation(record, shot_rng, exclude)
     if record.task == "description":
-        return _description(record, rng, shot_rng)
+        return _description(record, rng, shot_rng, exclude, lead)
     if record.task == "mtbi":
-        return _mtbi(record, rng, mtbi or MTBIConfig(), shot_rng)
+        return _mtbi(record, rng, mtbi or MTBIConfig(), shot_rng, exclude)
     if record.task == "interleaved":
         return None
     raise RecordError("unknown_task", f"no prompt for task {record.task!r}")
@@ -215,7 +242,10 @@ def clean_response(raw: str, stop: tuple[str, ...] = ("\n",)) -> str:
 
 def parse_response(raw: str, finish_reason: str, request: Request, model: str, backend: str,
                    stop: tuple[str, ...] = ("\n",)) -> Target:
-    """The cleaned raw answer as a target. An empty one is returned as is: the targets stage filters it."""
+    """The cleaned raw answer (after the request's ``lead``, which it continues) as a target. An empty one is
+    returned as is: the targets stage filters it."""
     text = clean_response(raw, stop)
+    if request.lead and text:
+        text = request.lead + ("" if text[:1] in ",.;:" else " ") + text
     return Target(task=request.task, prompt_id=request.prompt_id, prompt=request.instruction,
                   response=text, model=model, backend=backend, finish_reason=finish_reason)

@@ -17,7 +17,7 @@ from align_data.stages.base import RecordError, Stage, fail, rng_for
 from align_data.stages.quality.checks import TARGET_CHECKS, check_target, record_facts
 from align_data.stages.targets.client import CachedClient, Completion, LLMClient, Prompt, Sampling, make_client
 from align_data.stages.targets.prompts import (Request, build_request, check_mtbi, corpus_target, parse_response,
-                                               shot_transcripts)
+                                               shot_indices, shot_transcripts)
 
 BACKEND_PACKAGES = {"transformers": ("torch", "transformers"), "openai": ("httpx",), "vllm": ("vllm",)}
 EMPTY = "target_empty"  # filter reason of an answer with nothing left after cleaning (always on)
@@ -57,6 +57,7 @@ class _Job:
     seed: int = 0
     sampling: Sampling | None = None
     repaired: list[str] = field(default_factory=list)
+    shown: set[int] = field(default_factory=set)  # pool indices of the examples earlier attempts showed
     failed: tuple[str, ...] = ()  # repairable checks the current answer fails
     error: RecordError | None = None
 
@@ -95,12 +96,14 @@ class TargetsStage(Stage):
     def take_usage(self) -> dict[str, int]:
         return dict(self._usage)
 
-    def _request(self, record: Record, attempt: int) -> Request | None:
+    def _request(self, record: Record, attempt: int, shown: frozenset[int] = frozenset()) -> Request | None:
         """Attempt 0 draws the question and examples from the record's RNG; a repair asks the same question
-        with examples drawn from an RNG of its attempt."""
+        with examples drawn from an RNG of its attempt, none of those ``shown`` before (a copied example is
+        not shown again); the last repair of a description starts its answer with the speaker (``opening``)."""
         rng = rng_for(self.seed, record.shard_id, record.id, self.name)
         shot_rng = None if attempt == 0 else rng_for(self.seed, record.shard_id, record.id, f"{self.name}#{attempt}")
-        return build_request(record, rng, self.config.mtbi, shot_rng)
+        last = attempt > 0 and attempt == self.repair.max_repairs and not (self.client and self.client.chat)
+        return build_request(record, rng, self.config.mtbi, shot_rng, shown, lead=last)
 
     def __call__(self, batch: Sequence[Record]) -> list[Record]:
         out = list(batch)
@@ -131,8 +134,9 @@ class TargetsStage(Stage):
             for job in again:
                 usage.update(f"repairs:{check}" for check in job.failed)
                 job.repaired.append("+".join(job.failed))
+                job.shown |= shot_indices(job.request.shots)
                 try:
-                    job.request = self._request(out[job.slot], attempt)
+                    job.request = self._request(out[job.slot], attempt, frozenset(job.shown))
                 except RecordError as exc:
                     job.error = exc
             again = [job for job in again if job.error is None]
