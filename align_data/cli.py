@@ -181,14 +181,18 @@ def _print_rows(rows: list[dict], errors: list[dict]) -> None:
                           f"rate={v['rate']} pitch={v['pitch']} volume={v['volume']}", highlight=False)
         console.print(f"description: {r['description']}", highlight=False)
         for t in r["targets"]:
-            console.print(f"target [{t['task']}/{t['prompt_id']}]: {t['response']}", highlight=False)
+            console.print(f"target [{t['task']}/{t['prompt_id']}]: {t['response']}", highlight=False, markup=False)
         p = r.get("provenance")
         if p:
-            kept = f"llm attempt {p['llm_attempt']}, tts attempt {p['tts_attempt']}"
-            console.print(f"provenance: {p['tts_engine']} seed {p['tts_seed']}; llm seed {p['llm_seed']} "
-                          f"T={p['llm_temperature']} shots {p['shots']}; {kept}"
-                          + (f" (repaired: {', '.join(p['repaired'])})" if p["repaired"] else "")
-                          + (f"; license {p['license']}" if p["license"] else ""), highlight=False)
+            parts = [f"{p['tts_engine']} seed {p['tts_seed']}, attempt {p['tts_attempt']}"]
+            if p["llm_seed"] is not None:
+                parts.append(f"LLM seed {p['llm_seed']} temperature {p['llm_temperature']} shots {p['shots']}, "
+                             f"attempt {p['llm_attempt']}")
+            if p["repaired"]:
+                parts.append(f"repaired for {', '.join(p['repaired'])}")
+            if p["license"]:
+                parts.append(f"licence {p['license']}")
+            console.print("provenance: " + "; ".join(parts), highlight=False, markup=False)
     for e in errors:
         console.print(f"[red]error[/red] {e['id']} {e['stage']}/{e['kind']}: {e['message']}", highlight=False)
 
