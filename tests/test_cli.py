@@ -34,8 +34,13 @@ def test_build_inspect_validate_roundtrip(tmp_path, corpus_file):
     assert "rows" in result.output
     result = runner.invoke(app, ["inspect", str(out)])
     assert result.exit_code == 0 and "interleaved" in result.output and "espeak:" in result.output
+    flat = " ".join(result.output.split())  # the console wraps table titles at 80 columns
+    assert "description faithfulness" in flat and "records filtered as target_unfaithful" in flat
+    assert "repairs (before a record is filtered)" in flat
     result = runner.invoke(app, ["inspect", str(out), "--shard", "0", "--rows", "1"])
     assert result.exit_code == 0 and "segments:" in result.output
+    flat = " ".join(result.output.split())
+    assert "target [interleaved/inserter-next]:" in flat and "provenance: espeak-ng" in flat  # no markup swallowed
     assert runner.invoke(app, ["validate", str(out)]).exit_code == 0
 
     again = runner.invoke(app, ["build", str(cfg), "--out", str(out), "--runner", "local"])

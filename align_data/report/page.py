@@ -66,8 +66,9 @@ def render(title: str, totals: Mapping[str, object], warnings: Sequence[str], sh
                         faithfulness, ["warn" if row[1] else None for row in faithfulness]))
     parts.append("<p class='note'>A description contradicts an attribute when it says something about the speaker "
                  "or the recording that the clip's voice and measures deny (a wrong gender, accent, pitch, speed or "
-                 "volume word, noise or echo that is not there, a far-off duration, another emotion); people named "
-                 "in the transcript are not the speaker. Filtered records were repaired first.</p>")
+                 "volume word, noise or echo that is not there, a far-off duration, another emotion); content: it "
+                 "repeats words of a few-shot example it was shown that the clip does not say. People named in the "
+                 "transcript are not the speaker. Filtered records were repaired first.</p>")
     parts.append("<h2>Repairs</h2>")
     parts.append(_table(["stage", "counter", "count"], repairs) if repairs else "<p>none</p>")
     parts.append("<p class='note'>repairs:CHECK: answers asked again (or clips spoken again by another voice, "

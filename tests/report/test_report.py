@@ -70,7 +70,8 @@ def test_report_page_renders_every_plot_in_chromium(built, tmp_path):
     pixels = np.asarray(Image.open(shot).convert("L"))
     assert pixels.shape[1] == 1500 and pixels.std() > 10  # drawn, not a blank page
     html = report.page.read_text()
-    for text in ("Warnings", "ASR round trip", "Target checks", "Balance against the config", "first-word"):
+    for text in ("Warnings", "ASR round trip", "Target checks", "Balance against the config", "first-word",
+                 "Description faithfulness", "<td>content</td>", "Repairs"):
         assert text in html
 
 

@@ -403,7 +403,7 @@ def test_a_real_build_re_voices_clips_whisper_cannot_follow(tmp_path, corpus_fil
     manifest = json.loads((out / "manifest.json").read_text())
     usage = manifest["stages"]["quality"]["usage"]
     assert usage.get("repairs:high_wer", 0) >= 1 and usage.get("repaired", 0) >= 1, usage
-    rows = pq.read_table(out / "shards").to_pylist()
+    rows = [r for p in sorted((out / "shards").glob("*.parquet")) for r in pq.read_table(p).to_pylist()]
     revoiced = [r for r in rows if r["provenance"]["repaired"]]
     assert revoiced, "no kept row was re-voiced"
     for row in revoiced:
