@@ -11,7 +11,8 @@
 - ``repeated_ngrams``: some word 3-gram occurs 3 or more times in the response (a generation loop).
 - ``unfaithful``: a description that says something about the speaker or the recording that the clip's known
   attributes contradict (``faithfulness.py``: a wrong gender, accent, level word, noise, echo, duration, emotion),
-  or that repeats a word 3-gram of a shown example's quoted text which the clip's words lack (``content``).
+  or that repeats words of a shown few-shot example's quoted text which the clip's words lack (``content``: a
+  word 3-gram with two content words, or one content word of 4+ letters).
 Words are those of the WER normalization (lowercase, numbers as words, no punctuation).
 """
 
