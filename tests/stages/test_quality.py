@@ -20,6 +20,7 @@ from align_data.schemas import AudioClip, ErrorInfo, Record, Segment, SourceRef,
 from align_data.stages.quality import QualityStage, TargetChecksStage, asr_gate, target_checks
 from align_data.stages.quality.checks import TARGET_CHECKS, check_target
 from align_data.stages.quality.normalize import normalize_words, wer, word_errors
+from align_data.stages.base import RecordError
 from align_data.stages.quality.stage import HIGH_WER, TOO_LONG, score
 from align_data.stages.tts.audio import encode_flac, to_mono_16k
 
