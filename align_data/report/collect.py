@@ -133,9 +133,11 @@ class CorpusStats:
             target = Target(**raw)
             self.targets_by_task[target.task] += 1
             self.target_words_by_task[target.task].add([len(normalize_words(target.response))])
-            for check in check_target(target, row.get("text") or "", row.get("description"), facts, shown):
-                self.checks[(target.task, check)] += 1
             found = unfaithful(target, row.get("text") or "", facts, shown)
+            # without facts check_target skips unfaithful: it is counted from ``found``, not judged twice
+            failed = check_target(target, row.get("text") or "", row.get("description"))
+            for check in (*failed, *(("unfaithful",) if found else ())):
+                self.checks[(target.task, check)] += 1
             self.unfaithful_by_attribute.update(set(c.attribute for c in found))
 
     def check_totals(self) -> dict[str, int]:

@@ -311,10 +311,14 @@ def _statements(answer: str, transcript: str) -> Iterator[_Statement]:
                 yield _Statement(attribute, value, " ".join(answer[start:end].split()))
 
 
-def _state(value: float | None, clean_min: float, dirty_max: float, clean: str, dirty: str) -> str | None:
-    if value is None or value >= clean_min:
+def recording_state(attribute: str, facts: ClipFacts) -> str | None:
+    """A clip's noise ('clean' / 'noisy') or reverb ('dry' / 'reverberant') by the thresholds of
+    faithfulness.toml; None between them. No noise or room mixed in (None) is clean or dry."""
+    field, clean_key, dirty_key, clean, dirty, _, _ = _RECORDING[attribute]
+    value, t = getattr(facts, field), config()[attribute]
+    if value is None or value >= t[clean_key]:
         return clean
-    return dirty if value < dirty_max else None
+    return dirty if value < t[dirty_key] else None
 
 
 def _groups(word: str) -> set[str]:
@@ -344,9 +348,8 @@ def _fact(s: _Statement, facts: ClipFacts) -> str | None:
         level = getattr(facts, attribute)
         return f"{level} {attribute}" if level and value != level else None
     if attribute in _RECORDING:
-        field, clean_key, dirty_key, clean, dirty, none, name = _RECORDING[attribute]
-        measured, t = getattr(facts, field), c[attribute]
-        state = _state(measured, t[clean_key], t[dirty_key], clean, dirty)
+        field, _, _, _, _, none, name = _RECORDING[attribute]
+        measured, state = getattr(facts, field), recording_state(attribute, facts)
         about = none if measured is None else f"{name} {measured:.0f} dB"
         return f"{state} ({about})" if state and value != state else None
     if attribute == "duration":

@@ -139,7 +139,8 @@ class QualityStage(Stage):
                 usage["repaired"] += 1
             else:
                 usage["repairs_exhausted"] += 1
-                out[slot] = record if out[slot].error is not None else out[slot]
+                if out[slot].error is not None:  # a re-voiced clip the ASR failed on: the gate's first verdict stands
+                    out[slot] = record
         self._usage.update(sorted(usage.items()))
 
     def _gate(self, out: list[Record], slots: Sequence[int]) -> None:

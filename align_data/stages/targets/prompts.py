@@ -13,6 +13,7 @@ from align_data.config import MTBIConfig
 from align_data.errors import AlignDataError
 from align_data.schemas import Record, Target
 from align_data.stages.base import RecordError
+from align_data.stages.quality.faithfulness import ClipFacts, facts_from_seed, recording_state
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,9 +61,15 @@ def _shot_ids(task: str, picked: list[int]) -> str:
     return ",".join(f"{task}:{i}" for i in picked)
 
 
+def _parse_shot_ids(ids: str) -> list[tuple[str, int]]:
+    """(task, pool index) of each shot named in ``ids`` ("description:3,description:9"), in order."""
+    return [(task, int(index)) for task, _, index in (item.rpartition(":") for item in filter(None, ids.split(",")))
+            if index.isdigit()]
+
+
 def shot_indices(ids: str) -> frozenset[int]:
     """The pool indices named in a request's ``shots`` ("description:3,description:9" -> {3, 9})."""
-    return frozenset(int(item.rpartition(":")[2]) for item in filter(None, ids.split(",")))
+    return frozenset(index for _, index in _parse_shot_ids(ids))
 
 
 def _continuation(record: Record, shot_rng: np.random.Generator, exclude: frozenset[int]) -> Request:
@@ -85,24 +92,15 @@ AGREEMENT_WEIGHT = {"gender": 24.0, "accent": 32.0, "pitch": 16.0, "speed": 16.0
                     "reverb": 16.0}
 
 
-def _noise_class(snr_db: float | None) -> str:
-    return "clean" if snr_db is None or snr_db >= 30 else "noisy" if snr_db < 15 else "some"
-
-
-def _reverb_class(c50_db: float | None) -> str:
-    return "dry" if c50_db is None or c50_db >= 20 else "echoey" if c50_db < 10 else "some"
-
-
-def _profile(facts) -> dict[str, str | None]:
+def _profile(facts: ClipFacts) -> dict[str, str | None]:
+    """The attributes a shot and a clip are compared on (noise and reverb by the faithfulness thresholds)."""
     return {"gender": facts.gender, "accent": (facts.accent or "").lower() or None, "pitch": facts.pitch,
-            "speed": facts.speed, "volume": facts.volume, "noise": _noise_class(facts.snr_db),
-            "reverb": _reverb_class(facts.c50_db)}
+            "speed": facts.speed, "volume": facts.volume, "noise": recording_state("noise", facts),
+            "reverb": recording_state("reverb", facts)}
 
 
 @lru_cache(maxsize=1)
 def _description_profiles() -> tuple[dict[str, str | None], ...]:
-    from align_data.stages.quality.faithfulness import facts_from_seed
-
     return tuple(_profile(facts_from_seed(s["seed"])[0]) for s in catalog()["description"]["shots"])
 
 
@@ -151,15 +149,9 @@ def _description(record: Record, rng: np.random.Generator, shot_rng: np.random.G
 def shot_transcripts(ids: str) -> tuple[str, ...]:
     """The quoted texts of the description shots named in ``ids`` ("description:3,description:9"); other ids
     (continuation, MTBI) and ids the catalog no longer has are skipped."""
-    from align_data.stages.quality.faithfulness import facts_from_seed
-
     pool = catalog()["description"]["shots"]
-    out = []
-    for item in filter(None, ids.split(",")):
-        task, _, index = item.partition(":")
-        if task == "description" and index.isdigit() and int(index) < len(pool):
-            out.append(facts_from_seed(pool[int(index)]["seed"])[1])
-    return tuple(out)
+    return tuple(facts_from_seed(pool[index]["seed"])[1] for task, index in _parse_shot_ids(ids)
+                 if task == "description" and index < len(pool))
 
 
 @lru_cache(maxsize=1)
