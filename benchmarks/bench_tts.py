@@ -4,7 +4,9 @@ Each backend runs in its own process (so peak RSS is its own). Prints one line p
     RTF = compute seconds / audio seconds (the engine's child process included), peak RSS of the worker or
     its engine child, whichever is larger, and stage/raw = texts/s of the TTS stage ÷ texts/s of the engine
     (best of --rounds interleaved rounds each).
-    .venv/bin/python benchmarks/bench_tts.py [--texts 12] [--coqui-model DIR]
+    .venv/bin/python benchmarks/bench_tts.py [--texts 12] [--coqui-model DIR] [--backends kokoro,hibari]
+
+kokoro runs the embedded Kokoro-82M (int8 ONNX, one thread) with its jm_kumo voice.
 
 coqui runs the model folder given by --coqui-model; without one it builds the tiny random-init VITS of the
 tests, whose RTF says nothing about a real model (its stage/raw ratio and the isolation overhead still do).
@@ -22,7 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 VOICES = {"espeak": ("en-us+f2", "female"), "piper": ("en_US-joe-medium", "male"), "hibari": ("heart", "female"),
-          "coqui": ("*", "unknown")}
+          "kokoro": ("jm_kumo", "male"), "coqui": ("*", "unknown")}
 
 
 def _texts(n: int) -> list[str]:
@@ -85,12 +87,13 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=12)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved raw/stage rounds; the best of each counts")
     parser.add_argument("--coqui-model", help="a coqui model folder or checkpoint (default: the tiny test VITS)")
+    parser.add_argument("--backends", default=",".join(VOICES), help="comma-separated backends to run")
     parser.add_argument("--backend", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.backend:
         print(json.dumps(run_one(args.backend, args.texts, args.coqui_model, args.rounds)))
         return
-    for backend in VOICES:
+    for backend in args.backends.split(","):
         extra = ["--coqui-model", args.coqui_model] if args.coqui_model else []
         proc = subprocess.run([sys.executable, __file__, "--backend", backend, "--texts", str(args.texts),
                                "--rounds", str(args.rounds), *extra],

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from align_data.config import build_config_from_dict
+from align_data.config import build_config_from_dict, espeak_voices
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -31,6 +31,9 @@ def corpus_file(tmp_path: Path) -> Path:
     return path
 
 
+ESPEAK_VOICES = [v.model_dump(exclude_none=True) for v in espeak_voices()]
+
+
 def make_config(corpus: Path, **sections):
     """A small build config over ``corpus``; keyword sections replace the defaults."""
     data = {
@@ -41,6 +44,9 @@ def make_config(corpus: Path, **sections):
         "runner": {"kind": "local"},
     }
     data.update(sections)
+    # espeak-ng voices unless a test says otherwise: the default pool's natural voices are slower (tests of
+    # them build with the kokoro/hibari pool they name)
+    data["tts"] = {"voices": ESPEAK_VOICES, **data.get("tts", {})}
     return build_config_from_dict(data)
 
 

@@ -12,13 +12,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from align_data.errors import AlignDataError
+from align_data.report.samples import SampleChooser, voice_key
 from align_data.schemas import Target
 from align_data.schemas.arrow import META_SCHEMA_VERSION, check_schema_version
 from align_data.stages.quality.checks import TARGET_CHECKS, check_target, row_facts, shown_texts, unfaithful
 from align_data.stages.quality.normalize import normalize_words
 
 # Every column the report reads; ``audio`` (the FLAC bytes) is never read.
-COLUMNS = ("task", "text", "description", "audio_meta", "voice", "paralinguistics", "targets", "split", "quality",
+COLUMNS = ("id", "task", "text", "description", "audio_meta", "voice", "paralinguistics", "targets", "split", "quality",
            "provenance")
 BATCH_ROWS = 256
 
@@ -83,7 +84,8 @@ class CorpusStats:
     f0_by_gender: dict[str, Histogram] = field(default_factory=lambda: _histograms(50, 400, 5))
     snr_db: Histogram = field(default_factory=lambda: Histogram.linear(-10, 60, 1))
     snr_missing: int = 0
-    wer_by_backend: dict[str, Histogram] = field(default_factory=lambda: _histograms(0, 2, 0.05))
+    wer_by_backend: dict[str, Histogram] = field(default_factory=lambda: _histograms(0, 2, 0.01))
+    wer_by_voice: dict[str, Histogram] = field(default_factory=lambda: _histograms(0, 2, 0.01))
     rows_with_quality: int = 0
     asr_models: Counter = field(default_factory=Counter)
     target_words_by_task: dict[str, Histogram] = field(default_factory=lambda: _histograms(0, 120, 2))
@@ -96,6 +98,7 @@ class CorpusStats:
     seconds_by: dict[str, Counter] = field(default_factory=lambda: {g: Counter() for g in ("voices", "backends", "genders",
                                                                                           "tasks")})
     shards_read: int = 0
+    samples: SampleChooser = field(default_factory=SampleChooser)
 
     def add_row(self, row: dict) -> None:
         self.rows += 1
@@ -126,7 +129,9 @@ class CorpusStats:
         if quality:
             self.rows_with_quality += 1
             self.asr_models[quality["asr_model"]] += 1
-            self.wer_by_backend[backend].add(c["wer"] for c in quality["clips"] or ())
+            wers = [c["wer"] for c in quality["clips"] or ()]
+            self.wer_by_backend[backend].add(wers)
+            self.wer_by_voice[voice_key(voice)].add(wers)
         facts = row_facts(row)
         shown = shown_texts((row.get("provenance") or {}).get("shots"))  # 1.2 shards: no provenance
         for raw in row.get("targets") or ():
@@ -168,5 +173,6 @@ def collect(out_dir: str | Path, shard_ids: Iterable[int]) -> CorpusStats:
             raise AlignDataError(f"{path} is listed in the manifest but missing; run `align-data validate`")
         for row in iter_rows(path):
             stats.add_row(row)
+            stats.samples.add(row, shard_id)
         stats.shards_read += 1
     return stats

@@ -1,4 +1,7 @@
-"""The report page: one static HTML file (no scripts, no network) that shows the PNG plots beside it."""
+"""The report page: one static HTML file (no scripts, no network) with its PNG plots and sample audio beside it.
+
+Order: what a researcher checks first (listen to rows of every voice, with their input, measures and target), then
+the summary and warnings, the plots, and the long tables."""
 
 from __future__ import annotations
 
@@ -19,6 +22,11 @@ figure { margin: 0; border: 1px solid #eee; padding: 6px; }
 figure img { width: 700px; height: auto; display: block; }
 figcaption { font-size: 12px; color: #555; max-width: 700px; }
 .note { font-size: 12px; color: #555; max-width: 1000px; }
+table.samples td { text-align: left; vertical-align: top; } table.samples td.input { max-width: 520px; }
+table.samples td.attrs { font-size: 12px; color: #333; white-space: nowrap; }
+.speech { background: #e8f0fb; border-left: 3px solid #4c72b0; padding: 2px 4px; display: inline-block; margin: 2px 0; }
+.text { color: #222; } .prompt { color: #555; font-style: italic; } .target { margin-bottom: 4px; }
+audio { height: 30px; width: 260px; vertical-align: middle; }
 """
 
 
@@ -40,21 +48,37 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[object]], classes: Se
 def render(title: str, totals: Mapping[str, object], warnings: Sequence[str], shares: Sequence[Share],
            checks: Mapping[str, Mapping[str, int]], check_notes: str, balance_notes: str,
            quality: Mapping[str, object], plots: Mapping[str, str],
-           faithfulness: Sequence[Sequence[object]] = (), repairs: Sequence[Sequence[object]] = ()) -> str:
+           faithfulness: Sequence[Sequence[object]] = (), repairs: Sequence[Sequence[object]] = (),
+           samples: str = "", wer: Sequence[Sequence[object]] = ()) -> str:
     """The whole page. ``checks`` is {target task: {check: count}} with a 'targets' count per task;
     ``faithfulness`` rows (attribute, kept descriptions contradicting it, share, records filtered for it);
-    ``repairs`` rows (stage, counter, count)."""
+    ``repairs`` rows (stage, counter, count); ``samples`` the listening table's HTML; ``wer`` rows (backend or
+    voice, clips, median, p90, mean)."""
     head = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title>"
             f"<style>{_STYLE}</style></head><body>")
     parts = [head, f"<h1>{escape(title)}</h1>"]
+    parts.append("<h2>Listen: rows of every voice</h2>")
+    parts.append("<p class='note'>The first rows of each voice in shard order, of different tasks; speech spans "
+                 "(blue) play the clip as stored in the corpus (16 kHz FLAC, in audio/ beside this page); the "
+                 "attributes are what the pipeline measured on that audio, and the target is what the row trains "
+                 "on.</p>")
+    parts.append(samples or "<p>no rows</p>")
+    parts.append("<h2>Summary</h2>")
     parts.append(_table(["", ""], totals.items()))
     parts.append("<h2>Warnings</h2>")
     if warnings:
         parts.append("<ul>" + "".join(f"<li class='warn'>{escape(w)}</li>" for w in warnings) + "</ul>")
     else:
         parts.append("<p class='ok'>none</p>")
+    parts.append("<h2>Plots</h2><div class='grid'>")
+    for name, caption in plots.items():
+        parts.append(f"<figure><img src='{escape(name)}' alt='{escape(caption)}'>"
+                     f"<figcaption>{escape(caption)}</figcaption></figure>")
+    parts.append("</div>")
     parts.append("<h2>ASR round trip</h2>")
     parts.append(_table(["", ""], quality.items()))
+    if wer:
+        parts.append(_table(["backend / voice", "clips", "median WER", "p90", "mean"], wer))
     parts.append("<h2>Target checks</h2>")
     check_names = list(dict.fromkeys(c for counts in checks.values() for c in counts if c != "targets"))
     parts.append(_table(["target task", "targets", *check_names],
@@ -82,9 +106,5 @@ def render(title: str, totals: Mapping[str, object], warnings: Sequence[str], sh
                           f"{100 * s.observed:.1f}%", f"{100 * s.configured:.1f}%", "OFF" if s.off else "ok"]
                          for s in shares],
                         ["warn" if s.off else None for s in shares]))
-    parts.append("<h2>Plots</h2><div class='grid'>")
-    for name, caption in plots.items():
-        parts.append(f"<figure><img src='{escape(name)}' alt='{escape(caption)}'>"
-                     f"<figcaption>{escape(caption)}</figcaption></figure>")
-    parts.append("</div></body></html>\n")
+    parts.append("</body></html>\n")
     return "\n".join(parts)

@@ -128,6 +128,33 @@ def _counts(path: Path, counts: Mapping[str, int], title: str, empty: str) -> No
     _save(plt, fig, path)
 
 
+def _wer(path: Path, by_backend: Mapping[str, Histogram], by_voice: Mapping[str, Histogram], empty: str) -> None:
+    """Median (bar) and p90 (whisker) of the clip WER of every backend, then of each voice under it."""
+    plt, fig, ax = _figure()
+    keys = []
+    for backend in sorted(k for k, h in by_backend.items() if h.n):
+        keys.append((f"{backend} (all, n={by_backend[backend].n})", by_backend[backend], True))
+        keys += [(f"  {v.split(':', 1)[1]} (n={h.n})", h, False) for v, h in sorted(by_voice.items())
+                 if h.n and v.split(":", 1)[0] == backend]
+    if keys:
+        if len(keys) > 14:  # many voices: the backends alone stay readable
+            keys = [k for k in keys if k[2]]
+        y = np.arange(len(keys))
+        medians = [h.quantile(0.5) for _, h, _ in keys]
+        p90s = [h.quantile(0.9) for _, h, _ in keys]
+        ax.barh(y, medians, color=["#4c72b0" if top else "#8fa9d6" for *_, top in keys], label="median")
+        ax.hlines(y, medians, p90s, color="#333", linewidth=1.2, label="to p90")
+        ax.plot(p90s, y, "|", color="#333", markersize=8)
+        ax.set_yticks(y, [k for k, _, _ in keys], fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlabel("WER per clip")
+        ax.legend(fontsize=8, loc="lower right")
+    else:
+        _empty(ax, empty)
+    ax.set_title("Whisper round-trip WER by backend and voice")
+    _save(plt, fig, path)
+
+
 def _shards(path: Path, shards: list[dict]) -> None:
     plt, fig, ax = _figure()
     if shards:
@@ -161,8 +188,9 @@ def draw_all(folder: Path, stats: CorpusStats, manifest: dict, reasons: Mapping[
          lambda p: _grouped(p, stats.f0_by_gender, "f0 by gender", "Hz", "no f0 measured")),
         ("snr.png", f"SNR of rows mixed with noise ({stats.snr_missing} rows without noise have none)",
          lambda p: _single(p, stats.snr_db, "SNR", "dB", "no noise mixed (acoustics.noise_prob = 0)")),
-        ("wer_by_backend.png", "Whisper round-trip WER per clip of the kept rows, by TTS backend",
-         lambda p: _grouped(p, stats.wer_by_backend, "WER by backend", "WER", no_quality)),
+        ("wer_by_backend.png", "Whisper round-trip WER per clip of the kept rows: median and p90 by TTS backend, "
+                               "and by voice",
+         lambda p: _wer(p, stats.wer_by_backend, stats.wer_by_voice, no_quality)),
         ("target_length_by_task.png", "Target length in words, by target task",
          lambda p: _grouped(p, stats.target_words_by_task, "Target length by task", "words", "no targets")),
         ("task_mix.png", "Task mix: share of rows against the configured task weights",

@@ -15,6 +15,7 @@ from align_data.report.balance import Share, balance, task_shares
 from align_data.report.collect import CorpusStats, collect
 from align_data.report.page import render
 from align_data.report.plots import draw_all
+from align_data.report.samples import read_samples, render_samples
 from align_data.report.summary import build_config, checks_note, filtered_by_attribute, reasons, repair_counts
 
 REPORT_DIR = "report"
@@ -27,6 +28,7 @@ class Report:
 
     page: Path
     plots: list[Path]
+    samples: int
     stats: CorpusStats
     manifest: dict
     shares: list[Share]
@@ -46,6 +48,9 @@ class Report:
         if s.rows_with_quality:
             wer = _merged_wer(s)
             lines.append(f"ASR WER per clip: {wer}   (quality column on {s.rows_with_quality} rows)")
+            lines.append("WER by backend: " + ", ".join(
+                f"{b} median {h.quantile(0.5):.2f} p90 {h.quantile(0.9):.2f} ({h.n} clips)"
+                for b, h in sorted(s.wer_by_backend.items()) if h.n))
         else:
             lines.append("ASR: not run (quality.enabled = false)")
         lines.append("target checks: " + ", ".join(f"{k} {v}" for k, v in s.check_totals().items())
@@ -65,7 +70,8 @@ class Report:
                 lines.append(f"  ... {len(self.warnings) - 8} more in the report")
         else:
             lines.append("balance: every share within tolerance of the config")
-        lines.append(f"report: {self.page} ({len(self.plots)} plots, {self.seconds:.1f}s)")
+        lines.append(f"report: {self.page} ({self.samples} rows to listen to, {len(self.plots)} plots, "
+                     f"{self.seconds:.1f}s)")
         return lines
 
 
@@ -80,7 +86,7 @@ def _merged_wer(stats: CorpusStats) -> str:
     hists = [h for h in stats.wer_by_backend.values() if h.n]
     if not hists:
         return "n/a"
-    merged = type(hists[0]).linear(0, 2, 0.05)
+    merged = type(hists[0])(hists[0].edges.copy())
     for h in hists:
         merged.counts += h.counts
         merged.below += h.below
@@ -100,6 +106,20 @@ def faithfulness_rows(stats: CorpusStats, manifest: dict) -> list[tuple[str, int
     return [(a, stats.unfaithful_by_attribute.get(a, 0),
              f"{100 * stats.unfaithful_by_attribute.get(a, 0) / described:.1f}%" if described else "n/a",
              filtered.get(a, 0)) for a in UNFAITHFUL_ATTRIBUTES]
+
+
+def wer_rows(stats: CorpusStats) -> list[list[object]]:
+    """(backend or voice, clips, median, p90, mean) of the clip WER: each backend, then its voices."""
+    def row(name: str, hist) -> list[object]:
+        return [name, hist.n, f"{hist.quantile(0.5):.2f}", f"{hist.quantile(0.9):.2f}", f"{hist.mean:.3f}"]
+
+    rows = []
+    for backend, hist in sorted(stats.wer_by_backend.items()):
+        if hist.n:
+            rows.append(row(f"{backend} (all)", hist))
+            rows += [row(f"  {voice}", h) for voice, h in sorted(stats.wer_by_voice.items())
+                     if h.n and voice.split(":", 1)[0] == backend]
+    return rows
 
 
 def _warnings(manifest: dict, stats: CorpusStats, shares: list[Share]) -> list[str]:
@@ -133,6 +153,7 @@ def write_report(out_dir: str | Path) -> Report:
     shutil.rmtree(work, ignore_errors=True)
     try:
         plots = draw_all(work, stats, manifest, errors | filtered, configured_tasks)
+        samples = read_samples(out, stats.samples.choose(), work)
         totals = {"build": str(out), "rows": manifest["rows"], "errors": manifest["errors"],
                   "filtered": manifest["filtered"], "segments (candidates)": manifest["candidates"],
                   "documents": manifest["input_docs"], "audio hours": f"{manifest['audio_seconds'] / 3600:.3f}",
@@ -150,7 +171,8 @@ def write_report(out_dir: str | Path) -> Report:
                   for task, n in stats.targets_by_task.items()}
         page = render(f"align-data report: {out.name}", totals, warnings, shares, checks,
                       checks_note(quality_cfg.get("target_filters", [])), balance_rules.__doc__.strip(),
-                      quality, plots, faithfulness_rows(stats, manifest), repair_counts(manifest))
+                      quality, plots, faithfulness_rows(stats, manifest), repair_counts(manifest),
+                      render_samples(samples), wer_rows(stats))
         (work / PAGE).write_text(page, encoding="utf-8")
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(work, folder)
@@ -158,5 +180,5 @@ def write_report(out_dir: str | Path) -> Report:
         raise AlignDataError(f"cannot write the report into {folder}: {exc.strerror or exc}") from exc
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return Report(folder / PAGE, [folder / name for name in plots], stats, manifest, shares, warnings,
+    return Report(folder / PAGE, [folder / name for name in plots], len(samples), stats, manifest, shares, warnings,
                   round(time.perf_counter() - started, 2))

@@ -38,6 +38,7 @@ _VOICE = pa.struct([
     ("backend", pa.string()), ("voice_id", pa.string()), ("gender", pa.string()),
     ("accent", pa.string()), ("language", pa.string()), ("rate", pa.float64()),
     ("pitch", pa.float64()), ("volume", pa.float64()), ("emotion", pa.string()),
+    ("mix", pa.list_(pa.struct([("voice", pa.string()), ("weight", pa.float64())]))),  # since 1.4
 ])
 _PARA = pa.struct([
     ("duration_s", pa.float64()), ("speech_rate_wps", pa.float64()), ("f0_mean_hz", pa.float64()),
@@ -139,8 +140,8 @@ def record_to_row(record: Record) -> dict[str, Any]:
         "audio": [{"bytes": a.flac, "path": f"{record.id}_{i}.flac"} for i, a in enumerate(record.audio)],
         "audio_meta": [{"sample_rate": a.sample_rate, "num_samples": a.num_samples} for a in record.audio],
         "voice": None if record.voice is None else {
-            f: getattr(record.voice, f) for f in Voice.__slots__
-        },
+            f: getattr(record.voice, f) for f in Voice.__slots__ if f != "mix"
+        } | {"mix": [{"voice": name, "weight": weight} for name, weight in record.voice.mix]},
         "acoustics": None if record.acoustics is None else {
             f: getattr(record.acoustics, f) for f in Acoustics.__slots__
         },
@@ -180,7 +181,7 @@ def record_from_row(row: dict[str, Any]) -> Record:
         task=row["task"],
         segments=tuple(Segment(**s) for s in row["segments"]),
         audio=audio,
-        voice=None if row["voice"] is None else Voice(**row["voice"]),
+        voice=_voice_from_row(row["voice"]),
         acoustics=None if row.get("acoustics") is None else Acoustics(**row["acoustics"]),
         paralinguistics=None if row["paralinguistics"] is None else Paralinguistics(**row["paralinguistics"]),
         description=row["description"],
@@ -189,6 +190,13 @@ def record_from_row(row: dict[str, Any]) -> Record:
         quality=_quality_from_row(row.get("quality")),
         provenance=_provenance_from_row(row.get("provenance")),
     )
+
+
+def _voice_from_row(value: dict[str, Any] | None) -> Voice | None:
+    if value is None:
+        return None
+    mix = tuple((m["voice"], m["weight"]) for m in value.get("mix") or ())  # absent before 1.4
+    return Voice(**{**{k: v for k, v in value.items() if k != "mix"}, "mix": mix})
 
 
 def _provenance_from_row(value: dict[str, Any] | None) -> Provenance:

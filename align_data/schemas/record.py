@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-SCHEMA_VERSION = "1.3"  # 1.2: the optional ``quality`` column (Whisper round-trip ASR); 1.3: ``provenance``
+SCHEMA_VERSION = "1.4"  # 1.2: the optional ``quality`` column (Whisper round-trip ASR); 1.3: ``provenance``;
+# 1.4: ``voice.mix`` (the voices a blended kokoro voice is made of)
 
 TASKS = ("continuation", "description", "interleaved", "mtbi")
 
@@ -55,6 +56,7 @@ class Voice:
     pitch: float | None = None
     volume: float | None = None
     emotion: str = "unknown"
+    mix: tuple[tuple[str, float], ...] = ()  # a blended voice: (voice, weight) pairs, weights summing to 1
 
 
 @dataclass(frozen=True, slots=True)

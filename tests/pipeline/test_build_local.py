@@ -215,6 +215,7 @@ def test_mixed_voice_config_builds_with_every_backend(tmp_path):
                                                           "interleave.task_weights={ interleaved = 1.0 }"])
     summary = build(cfg, tmp_path / "o", limit=3)
     m = summary.manifest
-    assert {k.split(":")[0] for k in m["voices"]} == {"espeak", "piper", "hibari"}
-    assert expected_voice_shares(tmp_path / "o")["backends"] == {"espeak": 1 / 3, "piper": 1 / 3, "hibari": 1 / 3}
+    assert {k.split(":")[0] for k in m["voices"]} == {"espeak", "piper", "hibari", "kokoro"}
+    assert expected_voice_shares(tmp_path / "o")["backends"] == {"espeak": 0.25, "piper": 0.25, "hibari": 0.25,
+                                                                 "kokoro": 0.25}
     assert validate_build(tmp_path / "o") == []

@@ -40,13 +40,62 @@ def chromium() -> str:
     return path
 
 
-def _run(args: list[str]) -> str:
+def _run(args: list[str], with_log: bool = False) -> str | tuple[str, str]:
     with tempfile.TemporaryDirectory() as profile:
         done = subprocess.run([chromium(), *FLAGS, f"--user-data-dir={profile}", *args],
                               capture_output=True, text=True, timeout=120, check=False)
     if done.returncode != 0:
         raise AssertionError(f"chromium exited {done.returncode}: {done.stderr[-2000:]}")
-    return done.stdout
+    return (done.stdout, done.stderr) if with_log else done.stdout
+
+
+# After the load event, wait until every <audio> has its metadata (or failed), then write their state, the
+# errors the page raised (scripts, and resources that failed to load, seen in the capture phase) into the DOM.
+_MEDIA_MARK = "MEDIACHECK"
+_MEDIA_PROBE = """<script>
+var probeErrors = [];
+window.addEventListener('error', function (e) {
+  probeErrors.push(String(e.message || (e.target && (e.target.src || e.target.getAttribute('src')))));
+}, true);
+window.addEventListener('load', function () {
+  var players = Array.prototype.slice.call(document.querySelectorAll('audio'));
+  var left = players.length;
+  function report() {
+    var pre = document.createElement('pre');
+    pre.textContent = 'MARK' + JSON.stringify({errors: probeErrors, audio: players.map(function (a) {
+      return {src: a.getAttribute('src'), ready: a.readyState, duration: a.duration, error: a.error && a.error.code};
+    })}) + 'MARK';
+    document.body.appendChild(pre);
+  }
+  if (!left) { report(); return; }
+  players.forEach(function (a) {
+    function settled() { left -= 1; if (left === 0) { report(); } }
+    if (a.readyState >= 1 || a.error) { settled(); return; }
+    var once = false;
+    ['loadedmetadata', 'error'].forEach(function (name) {
+      a.addEventListener(name, function () { if (!once) { once = true; settled(); } });
+    });
+  });
+});
+</script>""".replace("MARK", _MEDIA_MARK)
+
+
+def media_states(page: Path) -> dict:
+    """{audio: [{src, ready, duration, error}], errors: [...], console: [...]} of ``page`` loaded in Chromium:
+    every player's state once its metadata loaded, what failed to load, and what the page wrote to the console."""
+    probe = page.with_name(f"_media_{page.name}")
+    probe.write_text(page.read_text(encoding="utf-8").replace("</body>", _MEDIA_PROBE + "</body>"),
+                     encoding="utf-8")
+    try:
+        dom, log = _run(["--enable-logging=stderr", "--v=0", "--virtual-time-budget=20000", "--dump-dom",
+                         probe.resolve().as_uri()], with_log=True)
+    finally:
+        probe.unlink()
+    found = re.search(f"{_MEDIA_MARK}(\\{{.*?\\}}){_MEDIA_MARK}", dom, re.DOTALL)
+    assert found, f"the media probe did not finish; DOM ends {dom[-300:]!r}"
+    state = json.loads(found.group(1))
+    state["console"] = [line for line in log.splitlines() if ":CONSOLE" in line]
+    return state
 
 
 def image_states(page: Path) -> list[dict]:

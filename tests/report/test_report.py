@@ -18,7 +18,7 @@ from align_data.report.balance import compare, is_off
 from align_data.report.collect import COLUMNS, CorpusStats, Histogram, iter_rows
 from align_data.schemas.arrow import META_SCHEMA_VERSION
 from tests.conftest import make_config
-from tests.report.browser import image_states, screenshot
+from tests.report.browser import image_states, media_states, screenshot
 
 PLOTS = {"clip_duration.png", "words_per_second.png", "f0_by_gender.png", "snr.png", "wer_by_backend.png",
          "target_length_by_task.png", "task_mix.png", "errors_filtered.png", "shard_rows.png"}
@@ -73,6 +73,36 @@ def test_report_page_renders_every_plot_in_chromium(built, tmp_path):
     for text in ("Warnings", "ASR round trip", "Target checks", "Balance against the config", "first-word",
                  "Description faithfulness", "<td>content</td>", "Repairs"):
         assert text in html
+
+
+def test_report_opens_with_rows_to_listen_to_whose_players_load(built):
+    report = write_report(built)
+    html = report.page.read_text()
+    assert html.index("Listen: rows of every voice") < html.index("<h2>Summary") < html.index("<h2>Plots") \
+        < html.index("<h2>Target checks")
+    rows = [r for p in sorted((built / "shards").glob("*.parquet")) for r in pq.read_table(p).to_pylist()]
+    voices = {f"{r['voice']['backend']}:{r['voice']['voice_id']}" for r in rows}
+    assert report.samples == len(voices)  # one task here, so one row per voice
+    state = media_states(report.page)
+    players = state["audio"]
+    assert len(players) == len(list((report.page.parent / "audio").glob("*.flac"))) >= len(voices)
+    assert all(p["error"] is None and p["ready"] >= 1 and p["duration"] > 0.2 for p in players), players
+    assert state["errors"] == [] and state["console"] == []
+    by_name = {r["id"]: r for r in rows}
+    first = players[0]["src"]  # audio/ROWID_0.flac holds the row's first clip, byte for byte
+    row_id = first.removeprefix("audio/").rsplit("_", 1)[0]
+    assert (report.page.parent / first).read_bytes() == by_name[row_id]["audio"][0]["bytes"]
+    for voice in voices:
+        assert f"<td>{voice}</td>" in html
+
+
+def test_the_media_check_sees_a_missing_clip(built):
+    report = write_report(built)
+    clip = sorted((report.page.parent / "audio").glob("*.flac"))[0]
+    clip.unlink()
+    state = media_states(report.page)
+    failed = [p for p in state["audio"] if p["error"]]
+    assert [p["src"] for p in failed] == [f"audio/{clip.name}"] and state["errors"]
 
 
 def test_the_browser_check_sees_a_missing_plot(built):

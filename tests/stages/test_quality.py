@@ -319,7 +319,7 @@ def test_quality_column_round_trips_and_old_rows_read_as_none():
     record = dataclasses.replace(_record("r", [("one two", 1.0)]),
                                  quality=score("whisper", [(0, "one two", "one too")]))
     table = records_to_table([record], "hash")
-    assert table.schema.field("quality").nullable and SCHEMA_VERSION == "1.3"
+    assert table.schema.field("quality").nullable and SCHEMA_VERSION == "1.4"
     back = record_from_row(table.to_pylist()[0])
     assert back.quality == record.quality and back.quality.clips[0].asr_text == "one too"
     old = record_to_row(record)

@@ -3,12 +3,14 @@ import subprocess
 import numpy as np
 import pytest
 
-from align_data.config import InterleaveConfig, TTSConfig
+from align_data.config import InterleaveConfig, TTSConfig, espeak_voices
 from align_data.schemas import Record, SourceRef
 from align_data.stages.interleave import InterleaveStage
 from align_data.stages.tts import TTSStage
 from align_data.stages.tts.audio import decode_audio
 from align_data.stages.tts.espeak import EspeakEngine
+
+ESPEAK = TTSConfig(voices=espeak_voices())  # the espeak-ng part of the default pool: fast, and what these tests measure
 
 
 def _spoken(text, rid="r-1"):
@@ -17,7 +19,7 @@ def _spoken(text, rid="r-1"):
 
 
 def test_speaks_16k_mono_flac_with_recorded_voice():
-    stage = TTSStage(TTSConfig(), seed=0)
+    stage = TTSStage(ESPEAK, seed=0)
     stage.setup()
     out = stage([_spoken("The weather is lovely today.")])[0]
     assert out.live, out.error
@@ -25,23 +27,23 @@ def test_speaks_16k_mono_flac_with_recorded_voice():
     assert rate == 16000 and samples.ndim == 1 and samples.size == out.audio[0].num_samples
     assert 0.8 < samples.size / rate < 5
     assert out.voice.backend == "espeak" and out.voice.gender in ("male", "female")
-    assert TTSConfig().rate_range[0] <= out.voice.rate <= TTSConfig().rate_range[1]
+    assert ESPEAK.rate_range[0] <= out.voice.rate <= ESPEAK.rate_range[1]
 
 
 def test_option_like_text_is_spoken_not_parsed():
-    stage = TTSStage(TTSConfig(), seed=0)
+    stage = TTSStage(ESPEAK, seed=0)
     out = stage([_spoken("-rf --version -v xx")])[0]
     assert out.live and out.audio[0].num_samples > 8000  # words were spoken, not taken as flags
 
 
 def test_deterministic_bytes():
-    a = TTSStage(TTSConfig(), seed=0)([_spoken("Same text, same voice.")])[0]
-    b = TTSStage(TTSConfig(), seed=0)([_spoken("Same text, same voice.")])[0]
+    a = TTSStage(ESPEAK, seed=0)([_spoken("Same text, same voice.")])[0]
+    b = TTSStage(ESPEAK, seed=0)([_spoken("Same text, same voice.")])[0]
     assert a.audio[0].flac == b.audio[0].flac and a.voice == b.voice
 
 
 def test_engine_failure_and_timeout_become_error_records(monkeypatch):
-    stage = TTSStage(TTSConfig(), seed=0)
+    stage = TTSStage(ESPEAK, seed=0)
     stage.engines["espeak"] = EspeakEngine(binary="false")  # exits 1, writes nothing
     out = stage([_spoken("Hello there my friend.")])[0]
     assert out.error.kind == "tts_engine_failed" and out.error.stage == "tts"
@@ -56,7 +58,7 @@ def test_engine_failure_and_timeout_become_error_records(monkeypatch):
 
 
 def test_silent_output_is_an_error(monkeypatch):
-    stage = TTSStage(TTSConfig(), seed=0)
+    stage = TTSStage(ESPEAK, seed=0)
     stage.setup()
     monkeypatch.setattr(stage.engines["espeak"], "synthesize", lambda *a, **k: (np.zeros(16000, np.float32), 16000))
     out = stage([_spoken("Nothing audible here.")])[0]
@@ -115,13 +117,13 @@ def test_default_espeak_pool_speaks_and_genders_are_truthful():
 
     engine = EspeakEngine()
     f0 = {"female": [], "male": []}
-    for spec in TTSConfig().voices:
+    for spec in ESPEAK.voices:  # the espeak part of the default pool
         samples, rate = engine.synthesize("The garden looks lovely after the rain.", spec.id, 170, 50, 100)
         audio = to_mono_16k(samples, rate)
         para = measure(audio, 16000, 7, ParalinguisticsConfig(), spec.gender)
         assert audio.size > 16000 and para.f0_mean_hz is not None, spec.id
         f0[spec.gender].append(para.f0_mean_hz)
-    assert len(TTSConfig().voices) >= 10
+    assert len(ESPEAK.voices) >= 10
     assert min(f0["female"]) > max(f0["male"]) * 0.9
     assert np.mean(f0["female"]) > np.mean(f0["male"]) * 1.3
 
@@ -151,3 +153,19 @@ def test_coqui_without_vary_speed_records_no_rate():
                     coqui={"model_path": "/m/model.pth", "vary_speed": False})
     voice = sample_voice(cfg, np.random.default_rng(0))
     assert voice.backend == "coqui" and voice.rate is None and voice.pitch is None
+
+
+def test_default_pool_is_mostly_natural_voices_and_gender_balanced():
+    from collections import defaultdict
+
+    pool = TTSConfig().voices
+    share: dict[str, float] = defaultdict(float)
+    gender: dict[str, float] = defaultdict(float)
+    for v in pool:
+        share["natural" if v.backend in ("hibari", "kokoro") else v.backend] += v.weight
+        gender[v.gender] += v.weight
+    total = sum(share.values())
+    assert share["natural"] / total >= 0.6 and share["espeak"] > 0
+    assert abs(gender["female"] - gender["male"]) / total < 0.05
+    assert {v.accent for v in pool if v.backend == "espeak"} >= {"American", "British", "Scottish", "Caribbean"}
+    assert any(v.mix for v in pool) and all(v.mix is None or v.backend == "kokoro" for v in pool)

