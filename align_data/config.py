@@ -120,19 +120,20 @@ class VoiceSpec(_Model):
 
 
 # Default pool: natural voices carry most rows (hibari heart; the embedded Kokoro voices, which speak English with
-# a Japanese accent, and blends of them), espeak-ng keeps the accent breadth; weights balance gender (half the
-# rows each) and keep the demo inside its time (Kokoro runs at ~0.35 real time on one core, hibari ~0.03,
-# espeak ~0.01). jf_alpha and jf_tebukuro are left out: Whisper follows their English worst.
+# a Japanese accent, and blends of them), espeak-ng keeps the accent breadth. The weights balance gender (half the
+# rows each) and cost: Kokoro runs at ~0.5 real time on a loaded core (hibari ~0.03, espeak ~0.01), so it speaks a
+# third of the rows and the demo stays inside 15 minutes on 2 cores; the only natural male voice is jm_kumo (and its
+# blend), so espeak's share is mostly male. jf_alpha and jf_tebukuro are left out: Whisper follows their English worst.
 NATURAL_POOL = [
     # (backend, id, gender, accent, language, weight, mix)
-    ("hibari", "heart", "female", "American", "en-us", 0.20, None),
-    ("kokoro", "jm_kumo", "male", "Japanese", "en", 0.22, None),
-    ("kokoro", "jf_gongitsune", "female", "Japanese", "en", 0.08, None),
-    ("kokoro", "jf_nezumi", "female", "Japanese", "en", 0.07, None),
-    ("kokoro", "gongitsune-nezumi", "female", "Japanese", "en", 0.05, {"jf_gongitsune": 0.5, "jf_nezumi": 0.5}),
-    ("kokoro", "kumo-gongitsune", "male", "Japanese", "en", 0.08, {"jm_kumo": 0.7, "jf_gongitsune": 0.3}),
+    ("hibari", "heart", "female", "American", "en-us", 0.30, None),
+    ("kokoro", "jm_kumo", "male", "Japanese", "en", 0.16, None),
+    ("kokoro", "kumo-gongitsune", "male", "Japanese", "en", 0.06, {"jm_kumo": 0.7, "jf_gongitsune": 0.3}),
+    ("kokoro", "jf_gongitsune", "female", "Japanese", "en", 0.04, None),
+    ("kokoro", "jf_nezumi", "female", "Japanese", "en", 0.03, None),
+    ("kokoro", "gongitsune-nezumi", "female", "Japanese", "en", 0.03, {"jf_gongitsune": 0.5, "jf_nezumi": 0.5}),
 ]
-ESPEAK_SHARE = {"male": 0.20, "female": 0.10}  # of all rows, split evenly over the espeak voices of each gender
+ESPEAK_SHARE = {"male": 0.28, "female": 0.10}  # of all rows, split evenly over the espeak voices of each gender
 
 
 def default_voices() -> list["VoiceSpec"]:

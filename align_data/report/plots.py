@@ -11,15 +11,16 @@ from align_data.report.collect import CorpusStats, Histogram
 
 SIZE = (7.0, 3.6)
 DPI = 100
+MAX_WER_ROWS = 40  # backends and voices in the WER plot
 
 
-def _figure():
+def _figure(size: tuple[float, float] = SIZE):
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=SIZE, dpi=DPI)
+    fig, ax = plt.subplots(figsize=size, dpi=DPI)
     return plt, fig, ax
 
 
@@ -129,16 +130,17 @@ def _counts(path: Path, counts: Mapping[str, int], title: str, empty: str) -> No
 
 
 def _wer(path: Path, by_backend: Mapping[str, Histogram], by_voice: Mapping[str, Histogram], empty: str) -> None:
-    """Median (bar) and p90 (whisker) of the clip WER of every backend, then of each voice under it."""
-    plt, fig, ax = _figure()
+    """Median (bar) and p90 (whisker) of the clip WER of every backend, then of each voice under it (the figure
+    grows with the voices; past MAX_WER_ROWS only the backends are drawn)."""
     keys = []
     for backend in sorted(k for k, h in by_backend.items() if h.n):
         keys.append((f"{backend} (all, n={by_backend[backend].n})", by_backend[backend], True))
         keys += [(f"  {v.split(':', 1)[1]} (n={h.n})", h, False) for v, h in sorted(by_voice.items())
                  if h.n and v.split(":", 1)[0] == backend]
+    if len(keys) > MAX_WER_ROWS:
+        keys = [k for k in keys if k[2]]
+    plt, fig, ax = _figure((SIZE[0], max(SIZE[1], 1.2 + 0.2 * len(keys))))
     if keys:
-        if len(keys) > 14:  # many voices: the backends alone stay readable
-            keys = [k for k in keys if k[2]]
         y = np.arange(len(keys))
         medians = [h.quantile(0.5) for _, h, _ in keys]
         p90s = [h.quantile(0.9) for _, h, _ in keys]
