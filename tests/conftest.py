@@ -32,6 +32,9 @@ def corpus_file(tmp_path: Path) -> Path:
 
 
 ESPEAK_VOICES = [v.model_dump(exclude_none=True) for v in espeak_voices()]
+# The same pool as TOML tables, for tests that write their build config as a file.
+ESPEAK_TOML = "".join(f'\n[[tts.voices]]\nbackend = "espeak"\nid = "{v["id"]}"\ngender = "{v["gender"]}"\n'
+                      f'accent = "{v["accent"]}"\nlanguage = "{v["language"]}"\n' for v in ESPEAK_VOICES)
 
 
 def make_config(corpus: Path, **sections):

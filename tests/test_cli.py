@@ -27,20 +27,22 @@ docs_per_shard = 2
 
 
 def test_build_inspect_validate_roundtrip(tmp_path, corpus_file):
+    """A config without [tts] builds with the default pool (natural voices and espeak-ng)."""
     cfg = _config(tmp_path, corpus_file)
     out = tmp_path / "out"
     result = runner.invoke(app, ["build", str(cfg), "--out", str(out), "--runner", "local"])
     assert result.exit_code == 0, result.output
     assert "rows" in result.output
     result = runner.invoke(app, ["inspect", str(out)])
-    assert result.exit_code == 0 and "interleaved" in result.output and "espeak:" in result.output
+    assert result.exit_code == 0 and "interleaved" in result.output and "hibari:heart" in result.output
     flat = " ".join(result.output.split())  # the console wraps table titles at 80 columns
     assert "description faithfulness" in flat and "records filtered as target_unfaithful" in flat
     assert "repairs (before a record is filtered)" in flat
     result = runner.invoke(app, ["inspect", str(out), "--shard", "0", "--rows", "1"])
     assert result.exit_code == 0 and "segments:" in result.output
     flat = " ".join(result.output.split())
-    assert "target [interleaved/inserter-next]:" in flat and "provenance: espeak-ng" in flat  # no markup swallowed
+    # no markup swallowed; the default pool's natural voice spoke it
+    assert "target [interleaved/inserter-next]:" in flat and "provenance: hibari-tts 0.2.1" in flat
     assert runner.invoke(app, ["validate", str(out)]).exit_code == 0
 
     again = runner.invoke(app, ["build", str(cfg), "--out", str(out), "--runner", "local"])

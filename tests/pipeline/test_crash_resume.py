@@ -15,7 +15,7 @@ from align_data.config import load_build_config
 from align_data.pipeline.build import build
 from align_data.faults import CRASH_AT, CRASH_MARKER
 from align_data.pipeline.validate import validate_build
-from tests.conftest import TINY_CORPUS, without_run_facts
+from tests.conftest import ESPEAK_TOML, TINY_CORPUS, without_run_facts
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,7 +47,7 @@ docs_per_shard = 1
 [runner]
 kind = "{runner}"
 num_workers = 2
-"""
+""" + ESPEAK_TOML
 
 INTERLEAVED = "{ interleaved = 1.0 }"
 WITH_LLM = "{ interleaved = 1.0, continuation = 1.0 }"

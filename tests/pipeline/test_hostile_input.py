@@ -14,6 +14,7 @@ from align_data.cli import app
 from align_data.config import build_config_from_dict
 from align_data.pipeline.build import build
 from align_data.pipeline.validate import validate_build
+from tests.conftest import ESPEAK_VOICES
 
 TWO = " It goes on for a second sentence of words."  # a next segment, so interleaving keeps the row
 
@@ -63,7 +64,7 @@ def hostile_build(tmp_path_factory) -> tuple[Path, dict]:
     cfg = build_config_from_dict({
         "seed": 0, "sources": sources, "segment": {"min_words": 4, "max_words": 14},
         "interleave": {"task_weights": {"interleaved": 1.0}}, "shards": {"docs_per_shard": 4},
-        "runner": {"kind": "local"}})
+        "runner": {"kind": "local"}, "tts": {"voices": ESPEAK_VOICES}})
     summary = build(cfg, root / "out")
     assert not summary.failed, summary.failed
     return root / "out", summary.manifest

@@ -18,7 +18,7 @@ from align_data.faults import CRASH_AT
 from align_data.pipeline.build import build
 from align_data.pipeline.validate import validate_build
 from align_data.storage import SPOOL_PREFIX, Store, protocol_of
-from tests.conftest import TINY_CORPUS, without_run_facts
+from tests.conftest import ESPEAK_TOML, TINY_CORPUS, without_run_facts
 
 pytest.importorskip("s3fs")
 moto_server = pytest.importorskip("moto.server")
@@ -50,7 +50,7 @@ docs_per_shard = 1
 [runner]
 kind = "local"
 num_workers = 2
-"""
+""" + ESPEAK_TOML
 
 
 @pytest.fixture(scope="module")

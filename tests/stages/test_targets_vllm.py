@@ -12,6 +12,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from tests.conftest import ESPEAK_TOML
 from tests.stages.vllm_server import SERVED, available, vllm_server
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow,
@@ -31,7 +32,7 @@ def _config(tmp: Path, corpus: Path, llm: dict) -> Path:
     lines += [f"{k} = {json.dumps(v)}" for k, v in llm.items()]
     lines += ["[llm.mtbi]", f"heldout_tasks = {json.dumps(HELDOUT_TASKS)}"]
     path = tmp / "build.toml"
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join(lines) + "\n" + ESPEAK_TOML)  # the vLLM venv has no kokoro/hibari
     return path
 
 

@@ -92,12 +92,13 @@ def test_long_text_is_split_at_sentence_ends() -> None:
     assert sum(len(c) for c in pieces) == len(one_long) - (len(pieces) - 1)  # only the spaces at the cuts dropped
 
 
+@pytest.mark.slow
 def test_text_over_the_model_limit_is_spoken(engine: KokoroEngine) -> None:
-    text = " ".join([SENTENCE] * 12)
+    text = " ".join([SENTENCE] * 9)
     assert len(engine._phonemes(text, british=False)) > MAX_TOKENS
     audio, rate = engine.synthesize(text, voice="jf_nezumi")
     single, _ = engine.synthesize(SENTENCE, voice="jf_nezumi")
-    assert audio.size > 8 * single.size
+    assert audio.size > 6 * single.size
 
 
 def test_nothing_to_say_is_a_record_error(engine: KokoroEngine) -> None:
