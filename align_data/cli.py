@@ -17,8 +17,8 @@ app = typer.Typer(
     add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
     help="Build speech-text alignment corpora (BLSP continuations, InSerter interleaving, DeSTA2 "
          "descriptions) as sharded Parquet + WebDataset, inspect and validate them, and train an adapter.")
-console = Console(stderr=False)
-err = Console(stderr=True)
+console = Console(stderr=False, emoji=False)  # voice ids like "hibari:heart" are not emoji codes
+err = Console(stderr=True, emoji=False)
 
 
 def _fail(exc: AlignDataError) -> None:

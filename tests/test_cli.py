@@ -75,3 +75,13 @@ def test_seed_option_changes_the_config_hash(tmp_path, corpus_file):
         assert result.exit_code == 0, result.output
     hashes = {json.loads((tmp_path / s / "manifest.json").read_text())["config_hash"] for s in ("1", "2")}
     assert len(hashes) == 2
+
+
+def test_voice_ids_are_printed_as_they_are():
+    """'hibari:heart' is a voice, not the :heart: emoji code."""
+    from align_data.cli import console, err
+
+    for c in (console, err):
+        with c.capture() as captured:
+            c.print("voice hibari:heart: 23.2% of rows")
+        assert captured.get().strip() == "voice hibari:heart: 23.2% of rows"
