@@ -395,12 +395,21 @@ def export(
 
 @app.command()
 def prepare() -> None:
-    """Prepare the embedded models once (Gemma 3 270M and Whisper base as HF folders in the cache)."""
+    """Prepare the embedded models once (Gemma 3 270M and Whisper base as HF folders in the cache, and Gemma as an
+    int8 CTranslate2 model for the default LLM backend)."""
     from align_data.models.gemma import prepare_gemma
     from align_data.models.whisper import prepare_whisper
 
     try:
         console.print(f"gemma: {prepare_gemma()}")
+        try:
+            import ctranslate2  # noqa: F401
+        except ImportError:
+            pass  # the ctranslate2 backend is not installed: nothing to convert
+        else:
+            from align_data.models.gemma import prepare_gemma_ct2
+
+            console.print(f"gemma (ctranslate2 int8): {prepare_gemma_ct2('int8')}")
         console.print(f"whisper: {prepare_whisper()}")
     except AlignDataError as exc:
         _fail(exc)

@@ -294,13 +294,19 @@ class LLMConfig(_Model):
         "retry_backoff_max_s", "max_consecutive_failures", "cache", "cache_path", "tensor_parallel_size",
         "gpu_memory_utilization", "kv_cache_gb"})
 
-    backend: Literal["transformers", "vllm", "openai"] = Field(
-        "transformers", description="'transformers': the model runs in each worker (CPU default); 'vllm': vLLM's "
-                                    "offline engine in each worker (on Ray: give the runner.llm pool the GPUs, "
-                                    "layout 'split'); 'openai': requests to an OpenAI-compatible server (vllm "
-                                    "serve, llama.cpp server, a hosted API).")
-    model: str = Field("embedded", description="transformers, vllm: 'embedded' = Gemma 3 270M from PyPI (prepared "
-                                               "HF folder), or an HF model folder. openai: the model name the server "
+    backend: Literal["ctranslate2", "transformers", "vllm", "openai"] = Field(
+        "ctranslate2", description="'ctranslate2' (default): the model converted once to CTranslate2 with int8 "
+                                   "weights, run in each worker (CPU, or CUDA when it sees a GPU); 'transformers': "
+                                   "the model in fp32 torch in each worker; 'vllm': vLLM's offline engine in each "
+                                   "worker (on Ray: give the runner.llm pool the GPUs, layout 'split'); 'openai': "
+                                   "requests to an OpenAI-compatible server (vllm serve, llama.cpp server, a hosted "
+                                   "API).")
+    quantization: Literal["int8", "int8_float32", "float32"] = Field(
+        "int8", description="ctranslate2: the weights' type (int8: a quarter of fp32's bytes per decode step; the "
+                            "answers differ a little from fp32's). Part of the response cache key.")
+    model: str = Field("embedded", description="ctranslate2, transformers, vllm: 'embedded' = Gemma 3 270M from "
+                                               "PyPI (prepared HF folder; ctranslate2: converted from it once), or "
+                                               "an HF model folder (ctranslate2: also a converted model folder). openai: the model name the server "
                                                "serves (its /models id). A model whose tokenizer has a chat template "
                                                "is asked in chat turns, a base model with few-shot text.")
     endpoint: Literal["completions", "chat"] = Field(
@@ -330,7 +336,8 @@ class LLMConfig(_Model):
     temperature: float = Field(0.0, ge=0, description="0 = greedy; >0 samples with a seed per record.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass when temperature > 0.")
     threads: int | None = Field(None, ge=1, description="transformers: torch threads per worker (default: torch's "
-                                                        "choice). vllm on CPU binds its own threads "
+                                                        "choice); ctranslate2: its threads (default: the worker's "
+                                                        "OMP_NUM_THREADS). vllm on CPU binds its own threads "
                                                         "($VLLM_CPU_OMP_THREADS_BIND).")
     base_url: str = Field("http://127.0.0.1:8000/v1", description="openai: the server's API root (the part before "
                                                                   "/completions), e.g. http://host:8000/v1.")

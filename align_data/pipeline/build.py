@@ -90,6 +90,10 @@ def preflight(config: BuildConfig) -> list[str]:
         from align_data.stages.targets.transformers_client import resolve_model
 
         resolve_model(config.llm.model)  # prepares the embedded model once, on the driver
+    elif needs_llm and config.llm.backend == "ctranslate2":
+        from align_data.stages.targets.ctranslate2_client import resolve_ct2_model
+
+        resolve_ct2_model(config.llm.model, config.llm.quantization)  # converted once, on the driver
     if config.quality.enabled:  # the ASR gate's Whisper: prepared once here, a bad path fails now
         from align_data.stages.quality.asr import resolve_whisper
 

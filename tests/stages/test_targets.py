@@ -147,20 +147,21 @@ def test_client_timeout_fails_the_batch_rows_only():
 
 
 def test_backend_decides_the_packages_checked_before_a_run():
-    assert TargetsStage(LLMConfig(), seed=0).requires == ("torch", "transformers")
+    assert TargetsStage(LLMConfig(), seed=0).requires == ("ctranslate2", "transformers")
+    assert TargetsStage(LLMConfig(backend="transformers"), seed=0).requires == ("torch", "transformers")
     assert TargetsStage(LLMConfig(backend="openai", model="m"), seed=0).requires == ("httpx",)
 
 
 @pytest.mark.slow
 def test_real_gemma_continuation_and_description():
-    stage = TargetsStage(LLMConfig(max_new_tokens=24, batch_size=2), seed=0)
+    stage = TargetsStage(LLMConfig(backend="transformers", max_new_tokens=24, batch_size=2), seed=0)
     out = stage([_record("continuation", "a"), _record("description", "b")])
     for r in out:
         assert r.live, r.error
         t = r.targets[0]
         assert t.model == "gemma-3-270m" and t.backend == "transformers" and t.response
         assert "\n" not in t.response and t.finish_reason in ("stop", "length")
-    again = TargetsStage(LLMConfig(max_new_tokens=24, batch_size=2), seed=0)(
+    again = TargetsStage(LLMConfig(backend="transformers", max_new_tokens=24, batch_size=2), seed=0)(
         [_record("continuation", "a"), _record("description", "b")])
     assert [r.targets for r in again] == [r.targets for r in out]  # greedy: same answers
 

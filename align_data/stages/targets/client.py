@@ -134,6 +134,10 @@ def make_client(config: LLMConfig, cache_path: str | Path | None) -> CachedClien
         from align_data.stages.targets.vllm_client import VLLMClient
 
         inner = VLLMClient(config)
+    elif config.backend == "ctranslate2":
+        from align_data.stages.targets.ctranslate2_client import CTranslate2Client
+
+        inner = CTranslate2Client(config.model, config.quantization, config.threads)
     else:
         from align_data.stages.targets.transformers_client import TransformersClient
 

@@ -19,7 +19,8 @@ from align_data.stages.targets.client import CachedClient, Completion, LLMClient
 from align_data.stages.targets.prompts import (Request, build_request, check_mtbi, corpus_target, parse_response,
                                                shot_indices, shot_transcripts)
 
-BACKEND_PACKAGES = {"transformers": ("torch", "transformers"), "openai": ("httpx",), "vllm": ("vllm",)}
+BACKEND_PACKAGES = {"ctranslate2": ("ctranslate2", "transformers"), "transformers": ("torch", "transformers"),
+                    "openai": ("httpx",), "vllm": ("vllm",)}
 EMPTY = "target_empty"  # filter reason of an answer with nothing left after cleaning (always on)
 
 
