@@ -5,6 +5,11 @@ Prints seconds, generated tokens/s, the ratios and whether the answers are ident
     .venv/bin/python benchmarks/bench_targets.py [--prompts 64] [--batch-size 16] [--max-new-tokens 32]
     .venv-vllm/bin/python benchmarks/bench_targets.py --backend vllm     # in the venv of `make test-vllm`
     .venv/bin/python benchmarks/bench_targets.py --prefix-cache [--rows 16]
+    .venv/bin/python benchmarks/bench_targets.py --engines [--prompts 32] [--threads 1]
+
+--engines: the CPU backends side by side on the same prompts, drawn like a build's (few-shot examples per record,
+continuation and description): transformers fp32 (the baseline) and ctranslate2 int8, greedy; prints seconds,
+tokens/s, prompts/s, the ratio to the baseline and how many answers are identical to it.
 """
 
 from __future__ import annotations
@@ -72,6 +77,39 @@ def batching(args: argparse.Namespace) -> None:
           f"{(many[1] / many[0]) / (one[1] / one[0]):.2f}x tokens/s; identical answers: {same}/{len(batch)}")
 
 
+def build_like_prompts(n: int) -> list[Prompt]:
+    """Half continuation, half description, each record with its own draw of few-shot examples (as in a build)."""
+    records = _records(n // 2, "continuation") + _records(n - n // 2, "description")
+    return [Prompt(r.llm_prompt, r.chat) for r in (build_request(rec, np.random.default_rng(1000 + i))
+                                                   for i, rec in enumerate(records))]
+
+
+def engines(args: argparse.Namespace) -> None:
+    """transformers fp32 against ctranslate2 int8 on the same build-like prompts, in batches of --batch-size."""
+    batch = build_like_prompts(args.prompts)
+    sampling = Sampling(args.max_new_tokens, 0.0, 1.0)
+    seeds = list(range(len(batch)))
+    runs = {}
+    for backend in ("transformers", "ctranslate2"):
+        client = make_client(LLMConfig(backend=backend, cache=False, threads=args.threads), None).inner
+        client.complete(batch[:2], sampling, seeds[:2])  # warm-up
+        t0 = time.perf_counter()
+        answers = []
+        for start in range(0, len(batch), args.batch_size):
+            stop = start + args.batch_size
+            answers += client.complete(batch[start:stop], sampling, seeds[start:stop])
+        seconds = time.perf_counter() - t0
+        tokens = sum(a.tokens_out for a in answers)
+        runs[backend] = (seconds, tokens, [a.text for a in answers])
+        print(f"{backend:12s} ({client.model_name}): {len(batch)} prompts, {tokens} tokens in {seconds:6.1f}s = "
+              f"{tokens / seconds:6.1f} tokens/s, {len(batch) / seconds:.2f} prompts/s", flush=True)
+        del client
+    base, new = runs["transformers"], runs["ctranslate2"]
+    same = sum(a == b for a, b in zip(base[2], new[2], strict=True))
+    print(f"ctranslate2 int8 vs transformers fp32: {base[0] / new[0]:.2f}x prompts/s; identical answers: "
+          f"{same}/{len(batch)}")
+
+
 def prefix_cache(args: argparse.Namespace) -> None:
     """transformers: the few-shot prefix run once and its KV cache reused, vs every prompt in full."""
     from align_data.stages.targets.transformers_client import TransformersClient
@@ -93,7 +131,7 @@ def prefix_cache(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backend", choices=("transformers", "vllm"), default="transformers")
+    parser.add_argument("--backend", choices=("transformers", "ctranslate2", "vllm"), default="transformers")
     parser.add_argument("--prompts", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=32)
@@ -101,8 +139,12 @@ def main() -> None:
     parser.add_argument("--eager", action="store_true", help="vllm: no compile step (starts faster, decodes slower)")
     parser.add_argument("--prefix-cache", action="store_true", help="measure the transformers prefix cache instead")
     parser.add_argument("--rows", type=int, default=16, help="--prefix-cache: rows per task")
+    parser.add_argument("--engines", action="store_true", help="transformers fp32 vs ctranslate2 int8 instead")
     args = parser.parse_args()
-    prefix_cache(args) if args.prefix_cache else batching(args)
+    if args.engines:
+        engines(args)
+    else:
+        prefix_cache(args) if args.prefix_cache else batching(args)
 
 
 if __name__ == "__main__":

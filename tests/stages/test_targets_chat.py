@@ -85,7 +85,7 @@ def test_transformers_base_model_reads_the_few_shot_text(base_model):
 
 
 def test_the_stage_asks_a_chat_model_to_stop_at_a_blank_line_and_keys_the_cache_on_the_turns(chat_model, tmp_path):
-    stage = TargetsStage(LLMConfig(model=str(chat_model), max_new_tokens=4), seed=0,
+    stage = TargetsStage(LLMConfig(backend="transformers", model=str(chat_model), max_new_tokens=4), seed=0,
                          cache_path=tmp_path / "cache.sqlite")
     (record,) = stage([_record()])
     assert stage.client.chat and record.targets[0].backend == "transformers"
@@ -95,7 +95,7 @@ def test_the_stage_asks_a_chat_model_to_stop_at_a_blank_line_and_keys_the_cache_
     request = build_request(_record(), np.random.default_rng(0))
     assert prompt_key_text(Prompt(request.llm_prompt, request.chat), chat=True) != request.llm_prompt
     assert prompt_key_text(Prompt(request.llm_prompt, request.chat), chat=False) == request.llm_prompt
-    again = TargetsStage(LLMConfig(model=str(chat_model), max_new_tokens=4), seed=0,
+    again = TargetsStage(LLMConfig(backend="transformers", model=str(chat_model), max_new_tokens=4), seed=0,
                          cache_path=tmp_path / "cache.sqlite")
     assert again([_record()])[0].targets == record.targets and again.take_usage()["cache_hits"] == 1
 

@@ -136,6 +136,6 @@ class CTranslate2Client:
             row = result.sequences_ids[0]
             cut = next((i for i, t in enumerate(row) if t in stops), None)
             tokens = row if cut is None else row[:cut]
-            out.append(Completion(self.tokenizer.decode(tokens, skip_special_tokens=True),
-                                  "length" if cut is None else "stop", len(prompt_ids), len(tokens) + (cut is not None)))
+            out.append(Completion(self.tokenizer.decode(tokens, skip_special_tokens=True), "length" if cut is None
+                                  else "stop", len(prompt_ids), len(tokens) + (cut is not None)))
         return out
