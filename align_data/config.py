@@ -204,11 +204,13 @@ class TTSConfig(_Model):
                                                 "blends) for most rows, the espeak-ng pool for accent breadth.")
     rate_range: tuple[int, int] = Field((140, 200), description="espeak-ng words per minute (-s), sampled.")
     speed_range: tuple[float, float] = Field(
-        (0.85, 1.15), description="Speaking-speed factor for neural voices (piper: 1/length_scale; hibari: speed).")
+        (0.85, 1.15), description="Speaking-speed factor for neural voices (piper: 1/length_scale; hibari, kokoro: "
+                                  "speed).")
     pitch_range: tuple[int, int] = Field((25, 75), description="espeak-ng pitch 0-99 (-p), sampled.")
     volume_range: tuple[int, int] = Field((70, 140), description="espeak-ng amplitude 0-200 (-a), sampled.")
     timeout_s: float = Field(30.0, gt=0, description="Kill the engine after this many seconds on one text.")
-    isolate_engines: bool = Field(True, description="Run piper/hibari/coqui in a child process so a hang can be killed.")
+    isolate_engines: bool = Field(True, description="Run piper/hibari/kokoro/coqui in a child process so a hang can be "
+                                                    "killed.")
     coqui: CoquiConfig = Field(default_factory=CoquiConfig, description="The coqui-tts model behind 'coqui' voices.")
     kokoro: KokoroConfig = Field(default_factory=KokoroConfig, description="The Kokoro model behind 'kokoro' voices.")
 
@@ -306,8 +308,8 @@ class LLMConfig(_Model):
                             "answers differ a little from fp32's). Part of the response cache key.")
     model: str = Field("embedded", description="ctranslate2, transformers, vllm: 'embedded' = Gemma 3 270M from "
                                                "PyPI (prepared HF folder; ctranslate2: converted from it once), or "
-                                               "an HF model folder (ctranslate2: also a converted model folder). openai: the model name the server "
-                                               "serves (its /models id). A model whose tokenizer has a chat template "
+                                               "an HF model folder (ctranslate2: also a converted model folder). "
+                                               "openai: the model name the server serves (its /models id). A model whose tokenizer has a chat template "
                                                "is asked in chat turns, a base model with few-shot text.")
     endpoint: Literal["completions", "chat"] = Field(
         "completions", description="openai: 'completions' sends the few-shot text to /completions (base models); "

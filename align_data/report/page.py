@@ -22,9 +22,11 @@ figure { margin: 0; border: 1px solid #eee; padding: 6px; }
 figure img { width: 700px; height: auto; display: block; }
 figcaption { font-size: 12px; color: #555; max-width: 700px; }
 .note { font-size: 12px; color: #555; max-width: 1000px; }
-table.samples td, table.samples th { text-align: left; vertical-align: top; } table.samples td.input { max-width: 520px; }
+table.samples td, table.samples th { text-align: left; vertical-align: top; }
+table.samples td.input { max-width: 520px; }
 table.samples td.attrs { font-size: 12px; color: #333; white-space: nowrap; }
-.speech { background: #e8f0fb; border-left: 3px solid #4c72b0; padding: 2px 4px; display: inline-block; margin: 2px 0; }
+.speech { background: #e8f0fb; border-left: 3px solid #4c72b0; padding: 2px 4px; display: inline-block;
+  margin: 2px 0; }
 .text { color: #222; } .prompt { color: #555; font-style: italic; } .target { margin-bottom: 4px; }
 audio { height: 30px; width: 260px; vertical-align: middle; }
 """
