@@ -17,7 +17,7 @@ from align_data.stages.targets.client import Completion, Outcome, Prompt, Sampli
 
 def resolve_ct2_model(name: str, quantization: str) -> Path:
     """'embedded' → Gemma 3 270M converted once into the cache; a CTranslate2 folder (model.bin) as it is; an HF
-    folder (config.json, no model.bin) converted once beside the embedded model in the cache."""
+    folder (config.json, no model.bin) converted once (per version of its files) into the model cache."""
     from align_data.models.gemma import convert_to_ct2, prepare_gemma_ct2
 
     if name == "embedded":
@@ -30,7 +30,9 @@ def resolve_ct2_model(name: str, quantization: str) -> Path:
 
         from align_data.models.cache import cache_dir
 
-        tag = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+        # the folder and its files' sizes and times: new weights in the same folder are converted anew
+        files = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in path.iterdir() if f.is_file())
+        tag = hashlib.sha256(repr((str(path.resolve()), files)).encode()).hexdigest()[:12]
         return convert_to_ct2(path, cache_dir() / f"{path.name}-{tag}-ct2-{quantization}", quantization)
     raise AlignDataError(f"llm.model={name!r} is not 'embedded', a CTranslate2 model folder (model.bin) nor an HF "
                          "model folder (config.json)")
