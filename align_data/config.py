@@ -84,7 +84,9 @@ ESPEAK_POOL = [
 # Voices shipped in PyPI packages; other ids would need a download, which fails offline. kokoro: the embedded
 # model's voices (a user's own voices file is checked against its names when the stage loads it).
 OFFLINE_VOICES: dict[str, set[str]] = {"piper": {"en_US-joe-medium"}, "hibari": {"heart"}}
-KOKORO_EMBEDDED_VOICES = {"jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo"}
+# The embedded Kokoro model's voices and their gender (they speak English with a Japanese accent).
+KOKORO_EMBEDDED_VOICES = {"jf_alpha": "female", "jf_gongitsune": "female", "jf_nezumi": "female",
+                          "jf_tebukuro": "female", "jm_kumo": "male"}
 
 
 class VoiceSpec(_Model):

@@ -113,7 +113,7 @@ class CorpusStats:
         voice = row.get("voice")
         backend = voice["backend"] if voice else "none"
         if voice:
-            for group, key in (("voices", f"{voice['backend']}:{voice['voice_id']}"), ("backends", backend),
+            for group, key in (("voices", voice_key(voice)), ("backends", backend),
                                ("genders", voice["gender"])):
                 self.rows_by[group][key] += 1
                 self.seconds_by[group][key] += seconds
@@ -144,6 +144,16 @@ class CorpusStats:
             for check in (*failed, *(("unfaithful",) if found else ())):
                 self.checks[(target.task, check)] += 1
             self.unfaithful_by_attribute.update(set(c.attribute for c in found))
+
+    def wer_groups(self) -> list[tuple[str, str | None, Histogram]]:
+        """(backend, voice key or None, clip WER histogram): each backend with clips, then each of its voices."""
+        groups: list[tuple[str, str | None, Histogram]] = []
+        for backend, hist in sorted(self.wer_by_backend.items()):
+            if hist.n:
+                groups.append((backend, None, hist))
+                groups += [(backend, voice, h) for voice, h in sorted(self.wer_by_voice.items())
+                           if h.n and voice.split(":", 1)[0] == backend]
+        return groups
 
     def check_totals(self) -> dict[str, int]:
         """Targets failing each check, over all tasks, in TARGET_CHECKS order."""

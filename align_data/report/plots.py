@@ -129,14 +129,11 @@ def _counts(path: Path, counts: Mapping[str, int], title: str, empty: str) -> No
     _save(plt, fig, path)
 
 
-def _wer(path: Path, by_backend: Mapping[str, Histogram], by_voice: Mapping[str, Histogram], empty: str) -> None:
+def _wer(path: Path, stats: CorpusStats, empty: str) -> None:
     """Median (bar) and p90 (whisker) of the clip WER of every backend, then of each voice under it (the figure
     grows with the voices; past MAX_WER_ROWS only the backends are drawn)."""
-    keys = []
-    for backend in sorted(k for k, h in by_backend.items() if h.n):
-        keys.append((f"{backend} (all, n={by_backend[backend].n})", by_backend[backend], True))
-        keys += [(f"  {v.split(':', 1)[1]} (n={h.n})", h, False) for v, h in sorted(by_voice.items())
-                 if h.n and v.split(":", 1)[0] == backend]
+    keys = [(f"  {voice.split(':', 1)[1]} (n={h.n})" if voice else f"{backend} (all, n={h.n})", h, voice is None)
+            for backend, voice, h in stats.wer_groups()]
     if len(keys) > MAX_WER_ROWS:
         keys = [k for k in keys if k[2]]
     plt, fig, ax = _figure((SIZE[0], max(SIZE[1], 1.2 + 0.2 * len(keys))))
@@ -192,7 +189,7 @@ def draw_all(folder: Path, stats: CorpusStats, manifest: dict, reasons: Mapping[
          lambda p: _single(p, stats.snr_db, "SNR", "dB", "no noise mixed (acoustics.noise_prob = 0)")),
         ("wer_by_backend.png", "Whisper round-trip WER per clip of the kept rows: median and p90 by TTS backend, "
                                "and by voice",
-         lambda p: _wer(p, stats.wer_by_backend, stats.wer_by_voice, no_quality)),
+         lambda p: _wer(p, stats, no_quality)),
         ("target_length_by_task.png", "Target length in words, by target task",
          lambda p: _grouped(p, stats.target_words_by_task, "Target length by task", "words", "no targets")),
         ("task_mix.png", "Task mix: share of rows against the configured task weights",

@@ -113,13 +113,7 @@ def wer_rows(stats: CorpusStats) -> list[list[object]]:
     def row(name: str, hist) -> list[object]:
         return [name, hist.n, f"{hist.quantile(0.5):.2f}", f"{hist.quantile(0.9):.2f}", f"{hist.mean:.3f}"]
 
-    rows = []
-    for backend, hist in sorted(stats.wer_by_backend.items()):
-        if hist.n:
-            rows.append(row(f"{backend} (all)", hist))
-            rows += [row(f"  {voice}", h) for voice, h in sorted(stats.wer_by_voice.items())
-                     if h.n and voice.split(":", 1)[0] == backend]
-    return rows
+    return [row(f"  {voice}" if voice else f"{backend} (all)", hist) for backend, voice, hist in stats.wer_groups()]
 
 
 def _warnings(manifest: dict, stats: CorpusStats, shares: list[Share]) -> list[str]:

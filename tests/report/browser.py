@@ -83,14 +83,7 @@ window.addEventListener('load', function () {
 def media_states(page: Path) -> dict:
     """{audio: [{src, ready, duration, error}], errors: [...], console: [...]} of ``page`` loaded in Chromium:
     every player's state once its metadata loaded, what failed to load, and what the page wrote to the console."""
-    probe = page.with_name(f"_media_{page.name}")
-    probe.write_text(page.read_text(encoding="utf-8").replace("</body>", _MEDIA_PROBE + "</body>"),
-                     encoding="utf-8")
-    try:
-        dom, log = _run(["--enable-logging=stderr", "--v=0", "--virtual-time-budget=20000", "--dump-dom",
-                         probe.resolve().as_uri()], with_log=True)
-    finally:
-        probe.unlink()
+    dom, log = _probed_dom(page, _MEDIA_PROBE, ["--enable-logging=stderr", "--v=0", "--virtual-time-budget=20000"])
     found = re.search(f"{_MEDIA_MARK}(\\{{.*?\\}}){_MEDIA_MARK}", dom, re.DOTALL)
     assert found, f"the media probe did not finish; DOM ends {dom[-300:]!r}"
     state = json.loads(found.group(1))
@@ -98,14 +91,20 @@ def media_states(page: Path) -> dict:
     return state
 
 
-def image_states(page: Path) -> list[dict]:
-    """[{src, complete, width, height}] of every <img> of ``page`` after it loaded in Chromium."""
+def _probed_dom(page: Path, script: str, args: list[str]) -> tuple[str, str]:
+    """(DOM after load, Chromium's log) of a copy of ``page`` with ``script`` appended, written beside it so that
+    relative paths resolve, then removed."""
     probe = page.with_name(f"_probe_{page.name}")
-    probe.write_text(page.read_text(encoding="utf-8").replace("</body>", _PROBE + "</body>"), encoding="utf-8")
+    probe.write_text(page.read_text(encoding="utf-8").replace("</body>", script + "</body>"), encoding="utf-8")
     try:
-        dom = _run(["--virtual-time-budget=10000", "--dump-dom", probe.resolve().as_uri()])
+        return _run([*args, "--dump-dom", probe.resolve().as_uri()], with_log=True)
     finally:
         probe.unlink()
+
+
+def image_states(page: Path) -> list[dict]:
+    """[{src, complete, width, height}] of every <img> of ``page`` after it loaded in Chromium."""
+    dom, _ = _probed_dom(page, _PROBE, ["--virtual-time-budget=10000"])
     found = re.search(f"{_MARK}(.*?){_MARK}", dom.replace(f"'{_MARK}'", ""), re.DOTALL)
     assert found, f"the probe script did not run; DOM starts {dom[:300]!r}"
     return json.loads(found.group(1))

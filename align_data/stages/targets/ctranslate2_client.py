@@ -7,12 +7,14 @@ On CPU a step of the embedded Gemma 3 270M is bound by reading its weights (170M
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, Sequence
 
 from align_data.errors import AlignDataError
 from align_data.stages.targets.client import Completion, Outcome, Prompt, Sampling
+from align_data.stages.targets.transformers_client import render_prompt, stop_token_ids
 
 
 def resolve_ct2_model(name: str, quantization: str) -> Path:
@@ -41,8 +43,6 @@ def resolve_ct2_model(name: str, quantization: str) -> Path:
 def tokenizer_folder(path: Path) -> Path:
     """Where the tokenizer of a converted model loads from: the HF folder it was converted from, where it still
     exists (transformers warns about a tokenizer beside a CTranslate2 config), else the model folder."""
-    import json
-
     marker = path / "align_data_prepared.json"
     source = Path(json.loads(marker.read_text()).get("source", "")) if marker.exists() else None
     return source if source and (source / "config.json").exists() else path
@@ -95,26 +95,15 @@ class CTranslate2Client:
                                    intra_threads=self.threads, inter_threads=1)
 
     def stop_ids_for(self, stop: tuple[str, ...]) -> list[int]:
-        """Tokens whose text holds a stop string (byte-fallback '<0x0A>' is a newline), plus end of sequence."""
+        """Tokens that end an answer at ``stop`` (see ``stop_token_ids``), with generation_config.json's ends."""
         if stop not in self._stop_ids:
-            vocab = self.tokenizer.get_vocab()
-            ends = {self.tokenizer.eos_token_id}
             config = Path(self.path, "generation_config.json")
-            if config.exists():
-                import json
-
-                eos = json.loads(config.read_text()).get("eos_token_id")
-                ends |= set(eos if isinstance(eos, list) else [eos])
-            self._stop_ids[stop] = sorted({i for t, i in vocab.items()
-                                           if any(s in t.replace("<0x0A>", "\n") for s in stop)}
-                                          | {e for e in ends if e is not None})
+            ends = json.loads(config.read_text()).get("eos_token_id") if config.exists() else None
+            self._stop_ids[stop] = stop_token_ids(self.tokenizer, stop, ends)
         return self._stop_ids[stop]
 
     def render(self, prompt: Prompt) -> str:
-        """What the model reads: the chat turns through the chat template, or the few-shot text."""
-        if self.chat and prompt.chat:
-            return self.tokenizer.apply_chat_template(prompt.messages(), tokenize=False, add_generation_prompt=True)
-        return prompt.text
+        return render_prompt(self.tokenizer, self.chat, prompt)
 
     def complete(self, prompts: Sequence[Prompt], sampling: Sampling, seeds: Sequence[int]) -> list[Outcome]:
         """The LLMClient contract. One batched generation; when sampling, the first prompt's seed seeds the batch."""

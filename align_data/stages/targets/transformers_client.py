@@ -31,6 +31,22 @@ def shared_prefix(prompts: list[str], boundary: str = "\n\n") -> str:
     return common[: cut + len(boundary)] if cut > 0 else ""
 
 
+def render_prompt(tokenizer: Any, chat: bool, prompt: Prompt) -> str:
+    """What the model reads: the chat turns through the tokenizer's chat template (``chat``: it has one), or the
+    few-shot text. Shared by the backends that tokenize themselves (transformers, ctranslate2, vllm)."""
+    if chat and prompt.chat:
+        return tokenizer.apply_chat_template(prompt.messages(), tokenize=False, add_generation_prompt=True)
+    return prompt.text
+
+
+def stop_token_ids(tokenizer: Any, stop: tuple[str, ...], ends: int | list[int] | None = None) -> list[int]:
+    """Tokens whose text holds a stop string (byte-fallback '<0x0A>' is a newline), plus end of sequence and
+    ``ends`` (the generation config's eos ids: end of turn, where it lists it)."""
+    extra = ends if isinstance(ends, list) else [ends]
+    return sorted({i for t, i in tokenizer.get_vocab().items() if any(s in t.replace("<0x0A>", "\n") for s in stop)}
+                  | {e for e in {*extra, tokenizer.eos_token_id} if e is not None})
+
+
 class TransformersClient:
     """Loads a causal LM once; ``complete`` answers prompts in order (chat turns through the tokenizer's chat
     template when it has one, else the few-shot text).
@@ -63,22 +79,13 @@ class TransformersClient:
         return self.stop_ids_for(("\n",))
 
     def stop_ids_for(self, stop: tuple[str, ...]) -> list[int]:
-        """Tokens whose text holds a stop string (byte-fallback '<0x0A>' is a newline), plus end of sequence
-        (and end of turn, where the generation config lists it)."""
+        """Tokens that end an answer at ``stop`` (see ``stop_token_ids``), with the generation config's ends."""
         if stop not in self._stop_ids:
-            vocab = self.tokenizer.get_vocab()
-            ends = self.model.generation_config.eos_token_id
-            ends = set(ends if isinstance(ends, list) else [ends]) | {self.tokenizer.eos_token_id}
-            self._stop_ids[stop] = sorted({i for t, i in vocab.items()
-                                           if any(s in t.replace("<0x0A>", "\n") for s in stop)}
-                                          | {e for e in ends if e is not None})
+            self._stop_ids[stop] = stop_token_ids(self.tokenizer, stop, self.model.generation_config.eos_token_id)
         return self._stop_ids[stop]
 
     def render(self, prompt: Prompt) -> str:
-        """What the model reads: the chat turns through the chat template, or the few-shot text."""
-        if self.chat and prompt.chat:
-            return self.tokenizer.apply_chat_template(prompt.messages(), tokenize=False, add_generation_prompt=True)
-        return prompt.text
+        return render_prompt(self.tokenizer, self.chat, prompt)
 
     def _prefix_cache(self, prefix: str, special: bool) -> tuple[Any, Any]:
         """Token ids and KV cache of ``prefix`` (batch 1), computed once and kept."""

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 from align_data.config import LLMConfig
 from align_data.stages.targets.client import Completion, Outcome, Prompt, Sampling
-from align_data.stages.targets.transformers_client import resolve_model
+from align_data.stages.targets.transformers_client import render_prompt, resolve_model
 
 GIB = 1024 ** 3
 
@@ -48,10 +48,7 @@ class VLLMClient:
         self.chat = bool(getattr(self.tokenizer, "chat_template", None))
 
     def render(self, prompt: Prompt) -> str:
-        """What the model reads: the chat turns through the chat template, or the few-shot text."""
-        if self.chat and prompt.chat:
-            return self.tokenizer.apply_chat_template(prompt.messages(), tokenize=False, add_generation_prompt=True)
-        return prompt.text
+        return render_prompt(self.tokenizer, self.chat, prompt)
 
     def token_ids(self, prompt: Prompt) -> list[int]:
         text = self.render(prompt)

