@@ -107,3 +107,29 @@ def test_embedded_gemma_answers_through_the_stage_the_same_bytes_twice() -> None
     sampled = Sampling(max_new_tokens=16, temperature=0.7, top_p=0.95)
     prompt = [Prompt("Text: The kettle took forever to boil.\nContinuation:")] * 2
     assert client.complete(prompt, sampled, [5, 5]) == client.complete(prompt, sampled, [5, 5])
+
+
+def test_planned_groups_cover_every_prompt_once_and_keep_far_lengths_apart() -> None:
+    from align_data.stages.targets.ctranslate2_client import group_cost, plan_groups
+
+    lengths = [450, 140, 441, 146, 146, 155, 462, 173]
+    groups = plan_groups(lengths, 40, 8)
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+    for group in groups:  # each group is a run of lengths: no short prompt fed token by token behind a long one
+        assert max(lengths[i] for i in group) - min(lengths[i] for i in group) < 100
+    assert sum(group_cost(sorted(lengths[i] for i in g), 40) for g in groups) < group_cost(sorted(lengths), 40)
+    assert plan_groups([300] * 8, 40, 8) == [list(range(8))]  # one length: one call
+    assert sorted(len(g) for g in plan_groups([300] * 10, 40, 4)) == [2, 4, 4]  # at most max_group a call
+    keys = [[i] for i in range(8)]
+    shuffled = [3, 7, 0, 5, 1, 6, 2, 4]  # the same prompts in another order form the same groups
+    a = {tuple(sorted(keys[i][0] for i in g)) for g in plan_groups(lengths, 40, 8, keys)}
+    b = {tuple(sorted(keys[shuffled[i]][0] for i in g))
+         for g in plan_groups([lengths[j] for j in shuffled], 40, 8, [keys[j] for j in shuffled])}
+    assert a == b
+
+
+def test_prompts_of_far_lengths_answer_as_they_do_alone(client) -> None:
+    sampling = Sampling(max_new_tokens=6, temperature=0.0, top_p=1.0)
+    long_prompt = Prompt(" ".join(["The harbour lights came on one by one along the quay."] * 12))
+    together = client.complete([PROMPTS[0], long_prompt], sampling, [0, 0])
+    assert together == [client.complete([p], sampling, [0])[0] for p in (PROMPTS[0], long_prompt)]

@@ -48,6 +48,42 @@ def tokenizer_folder(path: Path) -> Path:
     return source if source and (source / "config.json").exists() else path
 
 
+# Costs of one CPU thread on Gemma 3 270M int8, measured by benchmarks/bench_targets.py --steps: a prompt token
+# in prefill, and one decode step of a group of b prompts (reading every weight once, the 262k-row output layer
+# most of it: nearly flat in b)
+PREFILL_S = 0.00065
+STEP_S, STEP_PER_ROW_S = 0.028, 0.0025
+
+
+def group_cost(lengths: Sequence[int], decode_steps: float) -> float:
+    """Estimated seconds of one generate call over prompts of ``lengths`` (sorted). CTranslate2 prefills the group
+    together up to its shortest prompt and feeds the rest one decode step at a time, then decodes the answers."""
+    step = STEP_S + STEP_PER_ROW_S * len(lengths)
+    return PREFILL_S * lengths[0] * len(lengths) + step * (lengths[-1] - lengths[0] + decode_steps)
+
+
+def plan_groups(lengths: Sequence[int], decode_steps: float, max_group: int,
+                keys: Sequence[Any] = ()) -> list[list[int]]:
+    """Indices of the prompts in generate calls: length-sorted runs of at most ``max_group`` whose estimated cost
+    (``group_cost``) sums lowest, by dynamic programming. Prompts of one length share a call (their decode steps
+    are nearly free to add); a prompt far longer than the others goes alone rather than be fed one step a token.
+    ``keys`` (the token ids) order prompts of one length, so the same prompts form the same groups in any order."""
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], keys[i] if keys else i))
+    sizes = [lengths[i] for i in order]
+    best = [0.0] + [float("inf")] * len(sizes)
+    cut = [0] * (len(sizes) + 1)
+    for end in range(1, len(sizes) + 1):
+        for start in range(max(0, end - max_group), end):
+            cost = best[start] + group_cost(sizes[start:end], decode_steps)
+            if cost < best[end]:
+                best[end], cut[end] = cost, start
+    groups, end = [], len(sizes)
+    while end:
+        groups.append(order[cut[end]:end])
+        end = cut[end]
+    return groups[::-1]
+
+
 def default_threads() -> int:
     """One thread per core the worker was given (Ray sets OMP_NUM_THREADS to its CPUs), else every core."""
     try:
@@ -64,10 +100,7 @@ class CTranslate2Client:
     the same answers in any order of calls (~0.6 s to make one, paid only by sampled batches)."""
 
     backend = "ctranslate2"
-    # rows per generate call: CTranslate2 prefills a batch together only up to its shortest prompt and steps through
-    # the rest one token at a time, so prompts go in length-sorted groups of this many (4 was fastest on the demo's
-    # prompts: 21.5 s for 32 against 29.6 s in batches of 16, 24.3 s in 8s, 27.1 s in 2s)
-    group = 4
+    max_group = 8  # prompts per generate call at most (see ``plan_groups``)
 
     def __init__(self, model: str, quantization: str = "int8", threads: int | None = None, device: str = "auto"):
         try:
@@ -119,8 +152,12 @@ class CTranslate2Client:
             kwargs.update(sampling_topk=0, sampling_topp=sampling.top_p, sampling_temperature=sampling.temperature)
         else:
             kwargs.update(sampling_topk=1)
-        results = generator.generate_batch([self.tokenizer.convert_ids_to_tokens(i) for i in ids],
-                                           max_batch_size=self.group, **kwargs)
+        tokens = [self.tokenizer.convert_ids_to_tokens(i) for i in ids]
+        results: list[Any] = [None] * len(ids)
+        for group in plan_groups([len(i) for i in ids], sampling.max_new_tokens, self.max_group, ids):
+            answers = generator.generate_batch([tokens[i] for i in group], max_batch_size=len(group), **kwargs)
+            for i, answer in zip(group, answers, strict=True):
+                results[i] = answer
         stops = set(stop_ids)
         out: list[Outcome] = []
         for prompt_ids, result in zip(ids, results, strict=True):
