@@ -7,7 +7,7 @@ DEMO_OUT ?= demo_out
 export RAY_AUTH_MODE ?= disabled
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup system-deps demo test test-fast test-vllm bench clean
+.PHONY: setup system-deps demo test test-fast test-vllm test-nemo bench clean
 
 system-deps:  ## espeak-ng (TTS engine), FFmpeg (audio IO of the coqui extra), Chromium (report page test) from the system package manager
 	@if command -v espeak-ng >/dev/null 2>&1 && command -v ffmpeg >/dev/null 2>&1; then :; \
@@ -97,6 +97,39 @@ $(VLLM_VENV)/.installed: pyproject.toml
 test-vllm: $(VLLM_VENV)/.installed  ## the vLLM tests (offline engine and `vllm serve`, CPU build) in their own venv
 	$(VLLM_PY) -c "from align_data.models.gemma import prepare_gemma; print('gemma:', prepare_gemma())"
 	VLLM_CPU_KVCACHE_SPACE=$${VLLM_CPU_KVCACHE_SPACE:-1} $(VLLM_VENV)/bin/pytest -q -m vllm -p no:cacheprovider tests
+
+# NeMo 3.0 in its own venv, for the tests that read our exports through NeMo's own speechlm2 (SALM) data code.
+# nemo_toolkit without extras: they pin lightning<=2.4.0, hydra-core<=1.3.2 and omegaconf<=2.3 and pull in far more
+# than the data path needs. What the base package leaves out but its imports need is named here:
+# NeMo's core imports nv_one_logger's Lightning integration, which refuses lightning 2.6 (its save_checkpoint
+# override no longer matches) and works with 2.5.6; the lhotse dataloader needs lhotse, omegaconf, hydra-core,
+# einops, pandas, transformers, sentencepiece; importing speechlm2 (SALMDataset, DataModule) loads NeMo's ASR and
+# TTS collections too, hence librosa, kaldialign, webdataset, datasets, wandb, peft, sacrebleu, whisper_normalizer.
+NEMO_VENV ?= .venv-nemo
+NEMO_PY   := $(NEMO_VENV)/bin/python
+NEMO_PIN  := "torch==2.13.0" "lightning==2.5.6" "pytorch-lightning==2.5.6" "lhotse==1.33.0"
+
+$(NEMO_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(NEMO_VENV)
+	$(NEMO_PY) -m pip install -q --upgrade pip
+	$(NEMO_PY) -m pip install -q "torch==2.13.0"
+	# not -c constraints.txt: hydra-core and omegaconf need antlr4-python3-runtime 4.9, the main venv has 4.13 (pip
+	# then backtracks through every omegaconf release)
+	$(NEMO_PY) -m pip install -q $(NEMO_PIN) "nemo_toolkit==3.0.0" \
+		"nv_one_logger_core==2.3.1" "nv_one_logger_training_telemetry==2.3.1" \
+		"nv_one_logger_pytorch_lightning_integration==2.3.1" hydra-core omegaconf sentencepiece einops pandas \
+		transformers librosa kaldialign webdataset datasets wandb peft sacrebleu whisper_normalizer
+	# the project, pytest and the default LLM backend (a build checks for it even when no row asks the LLM), with
+	# everything NeMo's install chose held fixed
+	$(NEMO_PY) -m pip freeze --exclude-editable > $(NEMO_VENV)/constraints.txt
+	$(NEMO_PY) -m pip install -q -c $(NEMO_VENV)/constraints.txt -e . "pytest>=8" "pytest-timeout>=2.3" \
+		"ctranslate2==4.8.5"
+	$(NEMO_PY) -c "import nemo, lightning, lhotse; from nemo.collections.speechlm2.data import SALMDataset; \
+		print('nemo', nemo.__version__, 'lightning', lightning.__version__, 'lhotse', lhotse.__version__)"
+	touch $@
+
+test-nemo: system-deps $(NEMO_VENV)/.installed  ## the NeMo tests (our exports through NeMo 3.0's SALM dataloader) in their own venv
+	$(NEMO_VENV)/bin/pytest -q -m nemo -p no:cacheprovider tests/export
 
 bench: setup $(VENV)/.installed-llamacpp  ## benchmarks under benchmarks/ (print ratios against a baseline in the same run)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

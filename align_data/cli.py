@@ -361,21 +361,27 @@ def _num(value: Optional[float], digits: int = 4, pct: bool = False) -> str:
 @app.command()
 def export(
     build_dir: Path = typer.Argument(..., help="A finished build folder (the --out of `align-data build`)."),
-    format_: str = typer.Option(..., "--format", "-f", help="lhotse | nemo | blsp | hf"),
+    format_: str = typer.Option(..., "--format", "-f", help="lhotse | nemo | nemo-legacy | blsp | hf"),
     out: Path = typer.Option(..., "--out", "-o", help="Export folder (outside the build folder)."),
     tasks: Optional[str] = typer.Option(None, help="Comma-separated tasks to export, e.g. continuation,description; "
                                                    "default: every task in the build."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a previous export in OUT (a rerun with the "
                                                               "same settings resumes without it)."),
-    absolute_paths: bool = typer.Option(False, "--absolute-paths", help="nemo/blsp: write absolute audio paths "
-                                                                        "(default: relative to OUT)."),
+    absolute_paths: bool = typer.Option(False, "--absolute-paths", help="nemo/nemo-legacy/blsp: write absolute "
+                                                                        "audio paths (default: relative to OUT)."),
+    audio_locator_tag: Optional[str] = typer.Option(
+        None, "--audio-locator-tag", help="nemo: the placeholder NeMo puts where each clip goes; must equal the SALM "
+                                          "model's audio_locator_tag (default: <|audioplaceholder|>, as NeMo's "
+                                          "salm.yaml)."),
 ) -> None:
-    """Export a build for another trainer: lhotse Shar, NeMo manifests, BLSP jsonl or an HF datasets folder."""
+    """Export a build for another trainer: lhotse Shar, NeMo SALM conversations (or NeMo <= 2.7 manifests), BLSP
+    jsonl or an HF datasets folder."""
     from align_data.export import export_corpus
 
     try:
         summary = export_corpus(build_dir, out, format_, None if tasks is None else tasks.split(","),
-                                overwrite=overwrite, absolute_paths=absolute_paths)
+                                overwrite=overwrite, absolute_paths=absolute_paths,
+                                audio_locator_tag=audio_locator_tag)
     except AlignDataError as exc:
         _fail(exc)
     t = summary.totals

@@ -92,6 +92,7 @@ class ExportOptions:
     format: str
     tasks: tuple[str, ...]
     absolute_paths: bool = False
+    audio_locator_tag: str | None = None  # formats that mark where audio goes in text (nemo); None for the others
 
 
 class ShardWriter(Protocol):
@@ -120,6 +121,7 @@ class ExportFormat:
     open_shard: Callable[[Path, int, ExportOptions, SourceCorpus], ShardWriter]
     finalize: Callable[[Path, SourceCorpus, ExportOptions, list[dict]], list[str]]
     writes_audio_tree: bool = False  # FLAC files under audio/ that manifests point to by path
+    audio_locator_tag: str | None = None  # the default of --audio-locator-tag, for formats that take one
 
 
 @dataclass(frozen=True, slots=True)

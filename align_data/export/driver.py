@@ -47,9 +47,10 @@ def formats() -> dict[str, ExportFormat]:
     from align_data.export.blsp_jsonl import BLSP
     from align_data.export.hf_folder import HF
     from align_data.export.lhotse_shar import LHOTSE
-    from align_data.export.nemo_manifest import NEMO
+    from align_data.export.nemo_conversation import NEMO
+    from align_data.export.nemo_manifest import NEMO_LEGACY
 
-    return {f.name: f for f in (LHOTSE, NEMO, BLSP, HF)}
+    return {f.name: f for f in (LHOTSE, NEMO, NEMO_LEGACY, BLSP, HF)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +89,8 @@ def _settings(corpus: SourceCorpus, options: ExportOptions, out: Path) -> dict:
     }
     if options.absolute_paths:  # the paths written depend on where OUT is
         settings["out"] = str(out.resolve())
+    if options.audio_locator_tag is not None:
+        settings["audio_locator_tag"] = options.audio_locator_tag
     return settings
 
 
@@ -187,9 +190,11 @@ def _write_skipped(out: Path, corpus: SourceCorpus) -> None:
 
 
 def export_corpus(source: str | Path, out: str | Path, fmt: str, tasks: list[str] | None = None, *,
-                  overwrite: bool = False, absolute_paths: bool = False,
+                  overwrite: bool = False, absolute_paths: bool = False, audio_locator_tag: str | None = None,
                   progress: Callable[[int, int], None] | None = None) -> ExportSummary:
-    """Export the build in ``source`` to ``out`` as ``fmt``; a rerun with the same settings skips finished shards."""
+    """Export the build in ``source`` to ``out`` as ``fmt``; a rerun with the same settings skips finished shards.
+
+    ``audio_locator_tag``: for formats that mark in text where each clip goes (nemo); default: the format's own."""
     start = time.monotonic()
     known = formats()
     if fmt not in known:
@@ -199,10 +204,11 @@ def export_corpus(source: str | Path, out: str | Path, fmt: str, tasks: list[str
         raise AlignDataError(f"--absolute-paths is for formats that point to audio files by path "
                              f"({', '.join(n for n, f in known.items() if f.writes_audio_tree)}); "
                              f"{fmt} keeps the audio inside its own files")
+    tag = _locator_tag(spec, known, audio_locator_tag)
     source, out = Path(source), Path(out)
     check_locations(source, out)
     corpus = open_corpus(source)
-    options = ExportOptions(fmt, check_tasks(corpus, tasks), absolute_paths)
+    options = ExportOptions(fmt, check_tasks(corpus, tasks), absolute_paths, tag)
     settings = _settings(corpus, options, out)
     key = _settings_key(settings)
     _prepare_out(out, settings, overwrite)
@@ -228,6 +234,19 @@ def export_corpus(source: str | Path, out: str | Path, fmt: str, tasks: list[str
                          time.monotonic() - start, report)
 
 
+def _locator_tag(spec: ExportFormat, known: dict[str, ExportFormat], tag: str | None) -> str | None:
+    """The audio locator tag the format writes: the one asked for, else the format's default (None: it has none)."""
+    if spec.audio_locator_tag is None:
+        if tag is not None:
+            raise AlignDataError(f"--audio-locator-tag is for "
+                                 f"{', '.join(n for n, f in known.items() if f.audio_locator_tag)}; "
+                                 f"{spec.name} writes no locator tag")
+        return None
+    from align_data.export.nemo_conversation import check_locator_tag
+
+    return check_locator_tag(spec.audio_locator_tag if tag is None else tag)
+
+
 def _report(corpus: SourceCorpus, options: ExportOptions, totals: Tally, markers: list[dict],
             files: list[str]) -> dict:
     """export.json: which corpus and config this came from, what was selected, exported and skipped."""
@@ -240,6 +259,7 @@ def _report(corpus: SourceCorpus, options: ExportOptions, totals: Tally, markers
         "format": options.format,
         "tasks": list(options.tasks),
         "absolute_paths": options.absolute_paths,
+        **({} if options.audio_locator_tag is None else {"audio_locator_tag": options.audio_locator_tag}),
         "source": {
             "config_hash": corpus.config_hash, "fingerprint": corpus.fingerprint,
             "schema_version": m.get("schema_version"), "package_version": m.get("package_version"),

@@ -1,13 +1,16 @@
-"""NeMo speech-LLM manifests: JSON lines with ``audio_filepath``, ``duration``, ``text``, ``context``, ``answer``.
+"""NeMo's legacy speech-LLM manifests (``--format nemo-legacy``, for nemo_toolkit <= 2.7): JSON lines with
+``audio_filepath``, ``duration``, ``text``, ``context``, ``answer``.
 
-Fields follow NeMo's SpeechLLM data docs and ``SpeechLLMAudioTextCollection``: ``context`` is the prompt,
-``answer`` the target (``context_key``/``answer_key`` default to these names), ``text`` the transcript.
-Rows whose input is one clip go to ``{split}.jsonl`` (NeMo's ``AudioTextDataset``). Interleaved rows (text and
-several clips) go to ``{split}_multi_audio.jsonl`` for NeMo's ``MultiAudioTextDataset``: ``audio_filepath`` and
-``duration`` are lists and ``context`` holds the text spans with AUDIO_LOCATOR where each clip goes (set the
-dataset's ``audio_locator`` to it). One line per (row, target). A relative audio path (``audio/NNNNN/x.flac``)
-is resolved by NeMo against the manifest's folder, which is OUT; the NeMo ``get_full_path`` read for this takes
-one path, not a list, so multi-audio manifests should be exported with ``--absolute-paths``.
+These are read by ``AudioTextDataset`` / ``MultiAudioTextDataset`` of ``nemo/collections/multimodal/speech_llm``
+(``SpeechLLMAudioTextCollection``), which nemo_toolkit 2.7 marks deprecated and 3.0 no longer has; NeMo 3.0's
+SALM reads ``--format nemo``. ``context`` is the prompt, ``answer`` the target (``context_key``/``answer_key``
+default to these names), ``text`` the transcript. Rows whose input is one clip go to ``{split}.jsonl``
+(``AudioTextDataset``). Interleaved rows (text and several clips) go to ``{split}_multi_audio.jsonl`` for
+``MultiAudioTextDataset``: ``audio_filepath`` and ``duration`` are lists and ``context`` holds the text spans with
+AUDIO_LOCATOR where each clip goes (set that dataset's ``audio_locator`` to it; the tag means something to this
+reader only). One line per (row, target). A relative audio path (``audio/NNNNN/x.flac``) is resolved by NeMo's
+``get_full_path`` against the manifest's folder, which is OUT; it takes lists too, so multi-audio manifests need no
+``--absolute-paths`` either.
 """
 
 from __future__ import annotations
@@ -83,9 +86,9 @@ def finalize(out: Path, corpus: SourceCorpus, options: ExportOptions, markers: l
     return merge_parts(out, markers)
 
 
-NEMO = ExportFormat(
-    name="nemo",
-    summary="NeMo speech-LLM JSON-lines manifests (audio_filepath, duration, text, context, answer) + FLAC tree",
+NEMO_LEGACY = ExportFormat(
+    name="nemo-legacy",
+    summary="NeMo <= 2.7 speech-LLM manifests (audio_filepath, duration, text, context, answer) + FLAC tree",
     open_shard=NemoShard,
     finalize=finalize,
     writes_audio_tree=True,

@@ -18,7 +18,7 @@ class JsonlPartsShard:
     """One source shard → FLAC files in the audio tree and one jsonl part per output name."""
 
     def __init__(self, out: Path, shard_id: int, options: ExportOptions, corpus: SourceCorpus) -> None:
-        self.out, self.shard_id = out, shard_id
+        self.out, self.shard_id, self.options = out, shard_id, options
         self.audio = AudioTree(out, shard_id, options.absolute_paths)
         self.stack = ExitStack()
         self.parts: dict[str, IO[bytes]] = {}

@@ -69,3 +69,24 @@ def blsp_items(dataroot: Path, manifest: str) -> list[dict]:
             readable = False
         items.append({**row, "is_readable": readable})
     return items
+
+
+def nemo_conversations(manifest: Path) -> list[dict]:
+    """A ``multimodal_conversation`` jsonl read as NeMo's ``NeMoMultimodalConversationJsonlAdapter`` reads it: turns
+    with the role lowercased, an audio turn's path through ``get_full_path`` (a relative path under 255 characters
+    is taken from the manifest's folder when a file is there), its ``duration`` and ``offset`` (default 0)."""
+    items = []
+    for line in read_jsonl(manifest):
+        turns = []
+        for turn in line["conversations"]:
+            item = {"role": turn["from"].lower(), "type": turn["type"]}
+            if turn["type"] == "audio":
+                path = Path(turn["value"])
+                if not path.is_absolute() and len(turn["value"]) < 255 and (manifest.parent / path).is_file():
+                    path = manifest.parent / path
+                item.update(path=path, duration=turn.get("duration"), offset=turn.get("offset", 0.0))
+            else:
+                item["text"] = turn["value"]
+            turns.append(item)
+        items.append({"id": line["id"], "turns": turns, "custom": line.get("custom"), "line": line})
+    return items

@@ -1,4 +1,4 @@
-"""A real build with LLM targets (Gemma 3 270M: continuation and description rows), exported to all four formats
+"""A real build with LLM targets (Gemma 3 270M: continuation and description rows), exported to every format
 and loaded back by each consumer with equal counts and durations."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import soundfile as sf
 from align_data.export import export_corpus
 from align_data.pipeline.build import build
 from tests.conftest import TINY_CORPUS, make_config
-from tests.export.readers import blsp_items, flac_seconds, nemo_items, source_rows
+from tests.export.readers import blsp_items, flac_seconds, nemo_conversations, nemo_items, source_rows
 
 
 @pytest.mark.slow
@@ -33,7 +33,7 @@ def test_real_build_exports_to_every_format_with_equal_counts_and_durations(tmp_
     assert all(r.targets and r.targets[0].model != "corpus" for r in rows)
     clips = sum(len(r.audio) for r in rows)
 
-    out = {fmt: tmp_path / fmt for fmt in ("lhotse", "nemo", "blsp", "hf")}
+    out = {fmt: tmp_path / fmt for fmt in ("lhotse", "nemo", "nemo-legacy", "blsp", "hf")}
     done = {fmt: export_corpus(tmp_path / "build", path, fmt) for fmt, path in out.items()}
     for fmt, result in done.items():
         assert result.totals.rows_exported == m["rows"] and not result.totals.skipped, fmt
@@ -43,11 +43,17 @@ def test_real_build_exports_to_every_format_with_equal_counts_and_durations(tmp_
     assert len(cuts) == clips
     assert sum(c.load_audio().shape[1] / c.sampling_rate for c in cuts) == pytest.approx(m["audio_seconds"], abs=0.01)
 
-    items = [i for split in m["splits"] for i in nemo_items(out["nemo"] / f"{split}.jsonl")]
+    items = [i for split in m["splits"] for i in nemo_items(out["nemo-legacy"] / f"{split}.jsonl")]
     assert len(items) == sum(len(r.targets) for r in rows)
     assert sum(flac_seconds(i["audio_file"]) for i in items) == pytest.approx(m["audio_seconds"], abs=0.01)
     by_id = {r.id: r for r in rows}
     assert all(i["answer"] == by_id[i["line"]["row_id"]].targets[0].response for i in items)
+    conversations = [c for split in m["splits"]
+                     for c in nemo_conversations(out["nemo"] / f"{split}.conversations.jsonl")]
+    assert len(conversations) == len(items)
+    clips = [t for c in conversations for t in c["turns"] if t["type"] == "audio"]
+    assert sum(flac_seconds(t["path"]) for t in clips) == pytest.approx(m["audio_seconds"], abs=0.01)
+    assert all(c["turns"][-1]["text"] == by_id[c["custom"]["row_id"]].targets[0].response for c in conversations)
 
     monkeypatch.chdir(out["blsp"])
     lines = [item for path in sorted(out["blsp"].glob("*/*.jsonl"))

@@ -1,70 +1,139 @@
-"""NeMo export, read as NeMo's SpeechLLM collection reads manifests: audio exists, durations match the files."""
+"""NeMo export (speechlm2 / SALM): multimodal_conversation lines read as NeMo's jsonl adapter reads them, the
+input_cfg YAML beside them, the locator tag flag. NeMo's own reader runs on it in test_nemo_salm.py (make test-nemo)."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+import yaml
 
-from align_data.export.nemo_manifest import AUDIO_LOCATOR
-from tests.export.readers import flac_seconds, nemo_items, read_jsonl, source_rows
+from align_data.errors import AlignDataError
+from align_data.export import export_corpus
+from align_data.export.nemo_conversation import NEMO_DIR_ENV, SALM_LOCATOR_TAG
+from tests.export.readers import flac_seconds, nemo_conversations, read_jsonl, source_rows
+
+
+def read_split(out, split):
+    return nemo_conversations(out / f"{split}.conversations.jsonl")
 
 
 @pytest.mark.parametrize("build", ["mixed", "interleaved"])
-def test_every_target_is_a_line_whose_audio_exists_with_its_duration(exported, build):
+def test_one_line_per_target_in_its_split_with_every_clip_and_its_exact_duration(exported, build):
     source, summary, out = exported(build, "nemo")
     rows = [r for r in source_rows(source) if r.targets]
-    lines = []
-    for manifest in sorted(out.glob("*.jsonl")):
-        if manifest.name == "skipped.jsonl":
-            continue
-        for item in nemo_items(manifest):
-            files = item["audio_file"] if isinstance(item["audio_file"], list) else [item["audio_file"]]
-            durations = item["duration"] if isinstance(item["duration"], list) else [item["duration"]]
-            assert len(files) == len(durations)
-            for path, seconds in zip(files, durations, strict=True):
-                assert path.is_file(), path
-                assert flac_seconds(path) == pytest.approx(seconds, abs=1e-6)
-            assert manifest.stem.split("_")[0] == item["line"]["split"]
-            lines.append(item)
-    expected = [(r.id, t.prompt_id, t.response) for r in rows for t in r.targets]
-    assert sorted((i["line"]["row_id"], i["line"]["prompt_id"], i["answer"]) for i in lines) == sorted(expected)
-    assert summary.totals.items == len(expected)
-    clip_seconds = sum(flac_seconds(p) for p in (out / "audio").rglob("*.flac"))
-    assert clip_seconds == pytest.approx(sum(c.duration_s for r in rows for c in r.audio), abs=1e-6)
+    splits = sorted({r.split for r in rows})
+    assert sorted(p.name for p in out.glob("*.conversations.jsonl")) == [f"{s}.conversations.jsonl" for s in splits]
+    by_id = {r.id: r for r in rows}
+    seen = []
+    for split in splits:
+        for item in read_split(out, split):
+            row = by_id[item["custom"]["row_id"]]
+            k = int(item["id"].rsplit("-target", 1)[1])
+            target = row.targets[k]
+            seen.append((row.id, k))
+            assert row.split == split == item["custom"]["split"]
+            audio = [t for t in item["turns"] if t["type"] == "audio"]
+            assert len(audio) == len(row.audio)
+            for turn, clip in zip(audio, row.audio, strict=True):
+                assert turn["role"] == "user" and turn["path"].is_file() and turn["offset"] == 0.0
+                assert turn["duration"] == clip.num_samples / clip.sample_rate == flac_seconds(turn["path"])
+            assert item["turns"][-1] == {"role": "assistant", "type": "text", "text": target.response}
+            assert all(t["role"] == "user" for t in item["turns"][:-1])
+            if target.prompt:
+                assert item["turns"][0] == {"role": "user", "type": "text", "text": target.prompt}
+    assert sorted(seen) == sorted((r.id, k) for r in rows for k in range(len(r.targets)))
+    assert summary.totals.items == len(seen)
 
 
-def test_single_clip_rows_carry_prompt_answer_and_transcript(exported):
+def test_single_clip_and_interleaved_rows_keep_their_segment_order(exported):
     _, _, out = exported("mixed", "nemo")
-    items = {(i["line"]["row_id"], i["line"]["prompt_id"]): i for i in nemo_items(out / "train.jsonl")}
-    assert set(items) == {("mix-000", "blsp-continue"), ("mix-001", "desta-hear"), ("mix-001", "desta-speaker"),
-                          ("mix-101", "desta-hear")}
-    item = items[("mix-001", "desta-speaker")]
-    assert item["context"] == "Describe the speaker and the way they speak."
-    assert item["answer"] == "An American woman, calm and clear."
-    assert item["line"]["text"] == "The old dog slept by the fire."
-    assert item["line"]["speaker"] == "espeak:en-us+f2" and item["line"]["lang"] == "en-us"
-    assert item["duration"] == 1.5
-    heldout = nemo_items(out / "heldout.jsonl")
-    assert [(i["line"]["row_id"], i["answer"]) for i in heldout] == [("mix-100", "They found it warmed quickly.")]
+    train = {i["id"]: i["line"] for i in read_split(out, "train")}
+    assert set(train) == {"mix-000-target0", "mix-001-target0", "mix-001-target1", "mix-101-target0",
+                          "mix-102-target0"}
+    assert train["mix-001-target1"]["conversations"] == [
+        {"from": "User", "type": "text", "value": "Describe the speaker and the way they speak."},
+        {"from": "User", "type": "audio", "value": "audio/00000/mix-001_0.flac", "duration": 1.5},
+        {"from": "Assistant", "type": "text", "value": "An American woman, calm and clear."}]
+    assert train["mix-001-target0"]["conversations"][1] == train["mix-001-target1"]["conversations"][1]
+    assert [(t["type"], t["value"]) for t in train["mix-102-target0"]["conversations"]] == [
+        ("text", "The train left early"), ("audio", "audio/00001/mix-102_0.flac"),
+        ("text", "They waited for the next one.")]
+    (interleaved,) = [i["line"] for i in read_split(out, "heldout") if i["custom"]["row_id"] == "mix-002"]
+    assert [(t["from"], t["type"], t.get("duration")) for t in interleaved["conversations"]] == [
+        ("User", "audio", 0.5), ("User", "text", None), ("User", "audio", 0.75), ("User", "text", None),
+        ("User", "audio", 0.625), ("Assistant", "text", None)]  # its prompt is empty: no prompt turn
+    assert interleaved["custom"] == {
+        "row_id": "mix-002", "task": "interleaved", "split": "heldout", "prompt_id": "inserter-next",
+        "target_task": "interleaved",
+        "voice": {"backend": "espeak", "voice_id": "en-us+f2", "gender": "female", "accent": "American",
+                  "language": "en-us", "rate": 175.0, "pitch": 50.0, "volume": 100.0, "emotion": "unknown",
+                  "mix": []}}
 
 
-def test_interleaved_rows_are_multi_audio_with_one_locator_per_clip_in_order(exported):
+def test_input_cfg_names_the_split_jsonl_through_the_variable_and_the_salm_tag(exported):
     _, _, out = exported("mixed", "nemo")
-    (item,) = nemo_items(out / "heldout_multi_audio.jsonl")
-    assert item["context"] == f"{AUDIO_LOCATOR} on the harbour {AUDIO_LOCATOR} in the grey {AUDIO_LOCATOR}"
-    # NeMo's MultiAudioTextDataset requires text pieces = clips + 1 when it splits the context at the locator
-    assert len(item["context"].split(AUDIO_LOCATOR)) == len(item["audio_file"]) + 1 == 4
-    assert [p.name for p in item["audio_file"]] == ["mix-002_0.flac", "mix-002_1.flac", "mix-002_2.flac"]
-    assert item["duration"] == [0.5, 0.75, 0.625]
-    assert item["answer"] == "By night the wind had dropped."
+    for split in ("train", "heldout"):
+        text = (out / f"{split}.input_cfg.yaml").read_text()
+        assert NEMO_DIR_ENV in text.split("- type")[0]  # the comment says what to set
+        assert yaml.safe_load(text) == [{
+            "type": "multimodal_conversation",
+            "manifest_filepath": f"${{oc.env:{NEMO_DIR_ENV}}}/{split}.conversations.jsonl",
+            "audio_locator_tag": SALM_LOCATOR_TAG}]
+    assert SALM_LOCATOR_TAG == "<|audioplaceholder|>"
+
+
+def test_absolute_paths_go_into_the_yaml_and_the_lines(mixed_build, tmp_path):
+    out = tmp_path / "out"
+    export_corpus(mixed_build, out, "nemo", absolute_paths=True)
+    (item,) = yaml.safe_load((out / "train.input_cfg.yaml").read_text())
+    assert item["manifest_filepath"] == str((out / "train.conversations.jsonl").resolve())
+    audio = [t["value"] for line in read_jsonl(out / "train.conversations.jsonl") for t in line["conversations"]
+             if t["type"] == "audio"]
+    assert audio and all(p.startswith(str(out.resolve())) for p in audio)
+
+
+def test_the_locator_tag_is_chosen_by_flag_checked_and_part_of_the_settings(mixed_build, tmp_path):
+    out = tmp_path / "out"
+    summary = export_corpus(mixed_build, out, "nemo", audio_locator_tag="<speech>")
+    assert yaml.safe_load((out / "train.input_cfg.yaml").read_text())[0]["audio_locator_tag"] == "<speech>"
+    assert summary.report["audio_locator_tag"] == "<speech>"
+    with pytest.raises(AlignDataError, match="audio_locator_tag differ"):
+        export_corpus(mixed_build, out, "nemo")
+    for bad in ("", "two words", " <a>"):
+        with pytest.raises(AlignDataError, match="must be non-empty without spaces"):
+            export_corpus(mixed_build, tmp_path / "bad", "nemo", audio_locator_tag=bad)
+    with pytest.raises(AlignDataError, match="--audio-locator-tag is for nemo; blsp writes no locator tag"):
+        export_corpus(mixed_build, tmp_path / "bad", "blsp", audio_locator_tag="<speech>")
+    assert not (tmp_path / "bad").exists()
+    blsp = export_corpus(mixed_build, tmp_path / "blsp", "blsp")
+    assert "audio_locator_tag" not in blsp.report
+    assert "audio_locator_tag" not in json.loads((tmp_path / "blsp" / "progress" / "settings.json").read_text())
+
+
+def test_a_row_whose_text_holds_the_tag_is_skipped_not_miscounted(mixed_build, tmp_path):
+    out = tmp_path / "out"
+    summary = export_corpus(mixed_build, out, "nemo", audio_locator_tag="dog")  # mix-001's answer is about a dog
+    assert summary.totals.skipped == {"no_targets": 1, "locator_tag_in_text": 1}
+    assert {"id": "mix-001", "task": "description", "reason": "locator_tag_in_text"} in read_jsonl(
+        out / "skipped.jsonl")
+    assert all(i["custom"]["row_id"] != "mix-001" for i in read_split(out, "train"))
+    assert not list(out.rglob("mix-001_*"))
 
 
 def test_rows_without_targets_are_reported_not_lost(exported):
     _, summary, out = exported("mixed", "nemo")
     assert summary.totals.skipped == {"no_targets": 1}
     assert read_jsonl(out / "skipped.jsonl") == [{"id": "mix-003", "task": "continuation", "reason": "no_targets"}]
-    report = json.loads((out / "export.json").read_text())
-    assert report["counts"]["rows_selected"] == 7
-    assert report["counts"]["rows_exported"] + sum(report["counts"]["skipped"].values()) == 7
     assert not list(out.rglob("mix-003_*"))
+
+
+def test_cli_passes_the_locator_tag(mixed_build, tmp_path):
+    from typer.testing import CliRunner
+
+    from align_data.cli import app
+
+    result = CliRunner().invoke(app, ["export", str(mixed_build), "--format", "nemo", "--out", str(tmp_path / "o"),
+                                      "--audio-locator-tag", "<sound>"])
+    assert result.exit_code == 0, result.output
+    assert "<sound>" in (tmp_path / "o" / "heldout.input_cfg.yaml").read_text()
