@@ -56,7 +56,7 @@ TINY = {"gemma": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layer
 class Sizes:
     """How much the run does; every field is a flag (--docs ...) and an environment variable (GPU_PROOF_DOCS)."""
 
-    docs: int = 80  # demo documents (the 40 repeated): ~390 rows
+    docs: int = 80  # demo documents (the 40 repeated): ~400 rows
     docs_per_shard: int = 10
     llm_batch: int = 64
     max_new_tokens: int = 40  # the demo's cap; random answers reach it
@@ -296,6 +296,15 @@ def run_build(overrides: list[str], out: Path, log: Path, limit_s: float, cpu: b
             "wall_s": round(time.perf_counter() - t0, 2)}
 
 
+def target_models(shards: Path) -> list[str]:
+    """The model names in the shards' targets: 'gemma bfloat16' says the LLM ran in bf16 (on the GPU)."""
+    import pyarrow.parquet as pq
+
+    return sorted({t["model"] for path in shards.glob("*.parquet")
+                   for row in pq.read_table(path, columns=["targets"]).column("targets").to_pylist()
+                   for t in row or () if t["backend"] != "corpus"})
+
+
 def run_train(build: Path, ckpt: Path, models: dict, sizes: Sizes, deadline: float, cpu: bool) -> dict:
     """`train` from configs/demo_train.toml: ``probe_steps`` first, then (as a resume of the same run) as many of
     ``steps`` as the probe's speed fits before ``deadline``. Speed from the run's train_log.jsonl."""
@@ -377,6 +386,7 @@ def run(out: Path, work: Path, bundle: Path, sizes: Sizes, cpu: bool) -> dict:
             summary["errors"]["build"] = f"exit code {build['exit_code']}; build.log ends:\n" + "\n".join(tail)
         if build is not None and sidecars:
             build.update(stage_rates(sidecars, gpu, kokoro.get("used", False)), label=label)
+            build["llm"]["target_models"] = target_models(work / "build" / "shards")
             if (work / "build" / "manifest.json").is_file():
                 shutil.copy(work / "build" / "manifest.json", out / "build_manifest.json")
             summary["train"] = _step(summary, "train", run_train, work / "build", work / "ckpt", models, sizes,

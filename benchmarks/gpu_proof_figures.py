@@ -67,8 +67,9 @@ def print_summary(summary: dict) -> None:
                   f"{s['unit']}  [{label}]")
         llm = build["llm"]
         if "tokens_out_per_s" in llm:
-            print(f"  LLM: {llm['calls']} prompts, {llm['prompts_per_s']} prompts/s, {llm['tokens_out_per_s']} output "
-                  f"tokens/s, {llm['tokens_in_per_s']} prompt tokens/s; capacity formula r_llm at the demo's "
+            print(f"  LLM ({', '.join(llm.get('target_models', []))}): {llm['calls']} prompts, "
+                  f"{llm['prompts_per_s']} prompts/s, {llm['tokens_out_per_s']} output tokens/s, "
+                  f"{llm['tokens_in_per_s']} prompt tokens/s; capacity formula r_llm at the demo's "
                   f"~16k output tokens per hour of speech: {llm['formula_speech_h_per_h']} h of speech per hour  "
                   f"[{label}; answers run to max_new_tokens]")
     train = summary.get("train")

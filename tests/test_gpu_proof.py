@@ -207,6 +207,7 @@ def test_the_proof_runs_on_the_cpu_without_ray(tmp_path):
     build = summary["build"]
     assert build["rows"] > 0 and {"tts", "quality", "targets", "paralinguistics"} <= set(build["stages"])
     assert build["llm"]["calls"] > 0 and build["stages"]["targets"]["device"] == "CPU"
+    assert build["llm"]["target_models"] == ["gemma"]  # fp32 on the CPU (on a GPU: "gemma bfloat16")
     train = summary["train"]
     assert train["steps"] == gpu_proof.CPU_SIZES.steps and train["s_per_step"] > 0 and train["peak_gpu_mib"] is None
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
