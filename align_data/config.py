@@ -301,8 +301,9 @@ class LLMConfig(_Model):
     backend: Literal["ctranslate2", "transformers", "vllm", "openai"] = Field(
         "ctranslate2", description="'ctranslate2' (default): the model converted once to CTranslate2 with int8 "
                                    "weights, run in each worker (CPU, or CUDA when it sees a GPU); 'transformers': "
-                                   "the model in fp32 torch in each worker; 'vllm': vLLM's offline engine in each "
-                                   "worker (on Ray: give the runner.llm pool the GPUs, layout 'split'); 'openai': "
+                                   "the model in torch in each worker (fp32 on CPU, bf16 on a GPU: see dtype); "
+                                   "'vllm': vLLM's offline engine in each worker (on Ray: give the runner.llm pool "
+                                   "the GPUs, layout 'split'); 'openai': "
                                    "requests to an OpenAI-compatible server (vllm serve, llama.cpp server, a hosted "
                                    "API).")
     quantization: Literal["int8", "int8_float32", "float32"] = Field(
@@ -330,8 +331,9 @@ class LLMConfig(_Model):
     max_model_len: int | None = Field(None, ge=64, description="vllm: longest prompt + answer in tokens (default: "
                                                                "the model's); smaller needs less KV cache memory.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="vllm: weight and activation dtype ('auto': the model's, bfloat16 on CPU). The "
-                            "transformers backend always runs float32 on CPU.")
+        "auto", description="vllm: weight and activation dtype ('auto': the model's, bfloat16 on CPU). "
+                            "transformers: 'auto' = float32 on CPU, bfloat16 on the GPU (used when torch sees "
+                            "one); a dtype other than float32 is part of the targets' model name and cache key.")
     max_new_tokens: int = Field(48, ge=1, le=4096, description="Generation length limit per target.")
     batch_size: int = Field(16, ge=1, description="Prompts handed to the backend together. transformers: one batched "
                                                   "generate (on CPU the 262k-vocab output layer dominates a decode "

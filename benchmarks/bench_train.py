@@ -27,17 +27,22 @@ from align_data.trainer.model import load_frozen_models, resolve_device
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _run(build: Path, config, models) -> dict:
-    """Train ``config`` into a fresh folder; speed from its log, the first step left out."""
-    with tempfile.TemporaryDirectory() as tmp:
-        result = train(build, Path(tmp) / "ckpt", config, progress=False, models=models)
-        log = [json.loads(line) for line in (Path(tmp) / "ckpt" / "train_log.jsonl").read_text().splitlines()]
+def log_speed(log: list[dict]) -> dict:
+    """s/step, examples/s and target tokens/s of a run's ``train_log.jsonl`` lines, its first step (which warms
+    caches) left out when there are more."""
     timed = log[1:] or log
     seconds = sum(line["seconds"] for line in timed)
     examples = sum(sum(line["recipes"].values()) for line in timed)
-    return {"s_per_step": seconds / len(timed), "examples_per_s": examples / seconds,
-            "tokens_per_s": sum(line["tokens"] for line in timed) / seconds, "final_loss": result["final_loss"],
-            "peak_gpu_mb": result["peak_gpu_mb"]}
+    return {"timed_steps": len(timed), "s_per_step": seconds / len(timed), "examples_per_s": examples / seconds,
+            "tokens_per_s": sum(line["tokens"] for line in timed) / seconds}
+
+
+def _run(build: Path, config, models) -> dict:
+    """Train ``config`` into a fresh folder; speed from its log."""
+    with tempfile.TemporaryDirectory() as tmp:
+        result = train(build, Path(tmp) / "ckpt", config, progress=False, models=models)
+        log = [json.loads(line) for line in (Path(tmp) / "ckpt" / "train_log.jsonl").read_text().splitlines()]
+    return {**log_speed(log), "final_loss": result["final_loss"], "peak_gpu_mb": result["peak_gpu_mb"]}
 
 
 def main() -> None:

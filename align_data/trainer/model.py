@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+import transformers.modeling_utils
 from torch import nn
 from transformers import (
     AutoModelForCausalLM,
@@ -25,6 +26,11 @@ from align_data.models.whisper import encode_short
 from align_data.trainer.adapters import Adapter, QFormerAdapter, SpeechAdapter
 from align_data.trainer.config import TrainConfig
 from align_data.trainer.data import Batch, SpeechPiece, TextPiece
+
+
+# transformers releases with modeling_utils.slice_logits_to_keep take a boolean (batch, length) mask as
+# ``logits_to_keep``; 5.17 indexes the sequence axis with it and fails
+BOOLEAN_LOGITS_TO_KEEP = hasattr(transformers.modeling_utils, "slice_logits_to_keep")
 
 
 @dataclass(slots=True)
@@ -108,15 +114,21 @@ class SpeechLM(nn.Module):
         return torch.autocast(self.device.type, dtype=dtype) if dtype is not None else nullcontext()
 
     def target_logits(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits (N, vocab) at the N positions that predict target tokens, and the target ids (N,)."""
+        """Logits (N, vocab) at the N positions that predict target tokens, and the target ids (N,).
+
+        Where transformers takes a boolean (batch, length) ``logits_to_keep``, only those positions are projected
+        onto the vocabulary; older 5.x releases (5.17, the GPU image's) take 1-D positions only, so there the
+        positions any row keeps are projected and each row's own are picked from them."""
         with self.autocast():
             inputs = self.assemble(batch)
+            keep = inputs.keep if BOOLEAN_LOGITS_TO_KEEP else inputs.keep.any(0).nonzero().squeeze(1)
             out = self.lm(inputs_embeds=inputs.embeds, attention_mask=inputs.attention_mask,
-                          logits_to_keep=inputs.keep, use_cache=False)
-        logits = out.logits.reshape(-1, out.logits.shape[-1])
+                          logits_to_keep=keep, use_cache=False)
+        logits = out.logits if BOOLEAN_LOGITS_TO_KEEP else out.logits[inputs.keep[:, keep]]
+        logits = logits.reshape(-1, logits.shape[-1])
         if logits.shape[0] != inputs.labels.shape[0]:
             raise RuntimeError(f"the LM returned {logits.shape[0]} logits for {inputs.labels.shape[0]} targets; "
-                               "it must support a boolean `logits_to_keep` mask (transformers >= 5)")
+                               "it must support a `logits_to_keep` tensor of positions (transformers >= 5)")
         return logits, inputs.labels
 
     def token_nll(self, batch: Batch) -> torch.Tensor:

@@ -149,3 +149,30 @@ def test_a_multi_gpu_engine_needs_the_llm_pool_to_hold_its_gpus(corpus_file):
 
 def test_vllm_is_a_package_checked_before_the_run():
     assert TargetsStage(LLMConfig(backend="vllm"), seed=0).requires == ("vllm",)
+
+
+def test_transformers_device_and_dtype_follow_the_gpu():
+    from align_data.errors import AlignDataError
+    from align_data.stages.targets.transformers_client import pick_device_dtype
+
+    assert pick_device_dtype("auto", "auto", cuda_available=False) == ("cpu", "float32")
+    assert pick_device_dtype("auto", "auto", cuda_available=True) == ("cuda", "bfloat16")
+    assert pick_device_dtype("cpu", "auto", cuda_available=True) == ("cpu", "float32")
+    assert pick_device_dtype("auto", "float16", cuda_available=True) == ("cuda", "float16")
+    with pytest.raises(AlignDataError, match="no CUDA GPU"):
+        pick_device_dtype("cuda", "auto", cuda_available=False)
+
+
+def test_a_non_fp32_dtype_names_its_answers_apart(base_model):
+    """bf16 answers are another model's for the response cache and the targets' model column."""
+    import torch
+
+    from align_data.stages.targets.transformers_client import TransformersClient
+
+    fp32 = TransformersClient(str(base_model), device="cpu")
+    bf16 = TransformersClient(str(base_model), device="cpu", dtype="bfloat16")
+    assert fp32.model_name == base_model.name and bf16.model_name == f"{base_model.name} bfloat16"
+    assert next(bf16.model.parameters()).dtype == torch.bfloat16
+    request = build_request(_record(), np.random.default_rng(0))
+    (answer,) = bf16.complete([Prompt(request.llm_prompt, request.chat)], Sampling(3, 0.0, 1.0), [0])
+    assert 1 <= answer.tokens_out <= 3

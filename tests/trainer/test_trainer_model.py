@@ -77,6 +77,24 @@ def test_only_target_tokens_are_scored(frozen: FrozenModels, speech_lm: SpeechLM
     torch.testing.assert_close(nll, torch.cat(expected), rtol=1e-4, atol=1e-4)
 
 
+def test_older_transformers_positions_path_scores_the_same_tokens(frozen: FrozenModels, speech_lm: SpeechLM,
+                                                                   tiny_build: Path, monkeypatch) -> None:
+    """transformers 5.17 (the GPU image's) takes no boolean logits_to_keep mask: the 1-D positions path scores
+    each row's own target positions, padded rows of different prefix lengths included."""
+    import align_data.trainer.model as model
+
+    examples, _ = load_examples(tiny_build, frozen.tokenizer, max_target_tokens=32)
+    batch = collate(examples, Featurizer(frozen.extractor, 30.0))
+    monkeypatch.setattr(model, "BOOLEAN_LOGITS_TO_KEEP", False)
+    inputs = speech_lm.assemble(batch)
+    with torch.no_grad():
+        nll = speech_lm.token_nll(batch)
+        full = frozen.lm(inputs_embeds=inputs.embeds, attention_mask=inputs.attention_mask).logits
+    assert len({int(row.nonzero()[0]) for row in inputs.keep}) > 1  # the rows keep different positions
+    expected = F.cross_entropy(full[inputs.keep], torch.cat(batch.targets), reduction="none")
+    torch.testing.assert_close(nll, expected, rtol=1e-4, atol=1e-4)
+
+
 def test_batching_with_right_padding_keeps_each_examples_loss(frozen: FrozenModels, speech_lm: SpeechLM,
                                                                tiny_build: Path) -> None:
     examples, _ = load_examples(tiny_build, frozen.tokenizer, max_target_tokens=32)

@@ -141,7 +141,7 @@ def make_client(config: LLMConfig, cache_path: str | Path | None) -> CachedClien
     else:
         from align_data.stages.targets.transformers_client import TransformersClient
 
-        inner = TransformersClient(config.model, config.threads)
+        inner = TransformersClient(config.model, config.threads, dtype=config.dtype)
     cache = None
     if config.cache and cache_path is not None:
         from align_data.stages.targets.cache import ResponseCache

@@ -47,27 +47,42 @@ def stop_token_ids(tokenizer: Any, stop: tuple[str, ...], ends: int | list[int] 
                   | {e for e in {*extra, tokenizer.eos_token_id} if e is not None})
 
 
+def pick_device_dtype(device: str, dtype: str, cuda_available: bool) -> tuple[str, str]:
+    """(device, dtype name) of the transformers backend: 'auto' is the GPU when torch sees one, and there bfloat16;
+    float32 on the CPU (bf16 there was impractically slow, see shared/MODELS.md)."""
+    if device == "cuda" and not cuda_available:
+        raise AlignDataError("the transformers backend was asked for cuda but torch sees no CUDA GPU")
+    chosen = "cuda" if device == "cuda" or (device == "auto" and cuda_available) else "cpu"
+    return chosen, (("bfloat16" if chosen == "cuda" else "float32") if dtype == "auto" else dtype)
+
+
 class TransformersClient:
     """Loads a causal LM once; ``complete`` answers prompts in order (chat turns through the tokenizer's chat
     template when it has one, else the few-shot text).
 
     The few-shot prefix that a batch shares is run once per worker and its KV cache reused (on CPU the
-    prefill of ~300 prompt tokens per row costs more than generating the answer)."""
+    prefill of ~300 prompt tokens per row costs more than generating the answer). On a GPU (``device`` 'auto')
+    the model runs there, in bfloat16 unless ``dtype`` says otherwise; a dtype other than float32 is part of
+    ``model_name`` (so of the response cache key and the targets' ``model``): its answers never mix with fp32's."""
 
     backend = "transformers"
     max_cached_prefixes = 8
 
-    def __init__(self, model: str, threads: int | None = None, prefix_cache: bool = True):
+    def __init__(self, model: str, threads: int | None = None, prefix_cache: bool = True, device: str = "auto",
+                 dtype: str = "auto"):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if threads:
             torch.set_num_threads(threads)
         path = resolve_model(model)
-        self.model_name = "gemma-3-270m" if model == "embedded" else path.name
+        self.device, self.dtype = pick_device_dtype(device, dtype, torch.cuda.is_available())
+        base = "gemma-3-270m" if model == "embedded" else path.name
+        self.model_name = base if self.dtype == "float32" else f"{base} {self.dtype}"
         self.tokenizer = AutoTokenizer.from_pretrained(str(path))
         self.tokenizer.padding_side = "left"
-        self.model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).eval()
+        self.model = AutoModelForCausalLM.from_pretrained(str(path), dtype=getattr(torch, self.dtype))
+        self.model = self.model.to(self.device).eval()
         self.chat = bool(getattr(self.tokenizer, "chat_template", None))
         self._stop_ids: dict[tuple[str, ...], list[int]] = {}
         self._prefixes: dict[str, tuple[Any, Any]] = {}
@@ -94,7 +109,7 @@ class TransformersClient:
         if prefix not in self._prefixes:
             if len(self._prefixes) >= self.max_cached_prefixes:
                 self._prefixes.pop(next(iter(self._prefixes)))
-            ids = self.tokenizer(prefix, return_tensors="pt", add_special_tokens=special)["input_ids"]
+            ids = self.tokenizer(prefix, return_tensors="pt", add_special_tokens=special)["input_ids"].to(self.device)
             with torch.inference_mode():
                 cache = self.model(input_ids=ids, use_cache=True).past_key_values
             self._prefixes[prefix] = (ids, cache)
@@ -107,14 +122,15 @@ class TransformersClient:
 
         prefix = shared_prefix(prompts) if self.prefix_cache else ""
         if not prefix:
-            return dict(self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=special))
+            enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=special)
+            return {k: v.to(self.device) for k, v in enc.items()}
         prefix_ids, cache = self._prefix_cache(prefix, special)
         rest = self.tokenizer([p[len(prefix):] for p in prompts], add_special_tokens=False,
-                              return_tensors="pt", padding=True)
+                              return_tensors="pt", padding=True).to(self.device)
         batch = len(prompts)
         cache = copy.deepcopy(cache)
         cache.batch_repeat_interleave(batch)
-        ones = torch.ones(batch, prefix_ids.shape[1], dtype=rest["attention_mask"].dtype)
+        ones = torch.ones(batch, prefix_ids.shape[1], dtype=rest["attention_mask"].dtype, device=self.device)
         return {"input_ids": torch.cat([prefix_ids.expand(batch, -1), rest["input_ids"]], dim=1),
                 "attention_mask": torch.cat([ones, rest["attention_mask"]], dim=1),
                 "past_key_values": cache}
