@@ -12,7 +12,6 @@ rows only) is made in a temporary folder first.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from pathlib import Path
 
@@ -22,7 +21,9 @@ from align_data.config import apply_overrides, load_build_config
 from align_data.pipeline.build import build as run_build
 from align_data.trainer import train
 from align_data.trainer.config import load_train_config
+from align_data.trainer.checkpoint import LOG_FILE
 from align_data.trainer.model import load_frozen_models, resolve_device
+from align_data.trainer.report import read_train_log
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,7 +42,7 @@ def _run(build: Path, config, models) -> dict:
     """Train ``config`` into a fresh folder; speed from its log."""
     with tempfile.TemporaryDirectory() as tmp:
         result = train(build, Path(tmp) / "ckpt", config, progress=False, models=models)
-        log = [json.loads(line) for line in (Path(tmp) / "ckpt" / "train_log.jsonl").read_text().splitlines()]
+        log = read_train_log(Path(tmp) / "ckpt" / LOG_FILE)
     return {**log_speed(log), "final_loss": result["final_loss"], "peak_gpu_mb": result["peak_gpu_mb"]}
 
 

@@ -311,8 +311,10 @@ def run_train(build: Path, ckpt: Path, models: dict, sizes: Sizes, deadline: flo
     import torch
 
     from align_data.trainer import train
+    from align_data.trainer.checkpoint import LOG_FILE
     from align_data.trainer.config import load_train_config
     from align_data.trainer.model import load_frozen_models, resolve_device
+    from align_data.trainer.report import read_train_log
     from benchmarks.bench_train import log_speed
 
     probe_steps = min(sizes.probe_steps, sizes.steps)
@@ -324,14 +326,14 @@ def run_train(build: Path, ckpt: Path, models: dict, sizes: Sizes, deadline: flo
     frozen = load_frozen_models(config, device, dtype)
     shutil.rmtree(ckpt, ignore_errors=True)
     probe = train(build, ckpt, config, progress=False, models=frozen)
-    probe_speed = log_speed(_log(ckpt))
+    probe_speed = log_speed(read_train_log(ckpt / LOG_FILE))
     room = deadline - time.perf_counter() - 15.0  # the last checkpoint and the summary
     steps = max(probe_steps, min(sizes.steps, probe_steps + int(room / max(probe_speed["s_per_step"], 1e-6))))
     result = probe
     if steps > probe_steps:
         result = train(build, ckpt, config.model_copy(update={"steps": steps}), resume=True, progress=False,
                        models=frozen)
-    log = _log(ckpt)
+    log = read_train_log(ckpt / LOG_FILE)
     return {"device": device.type, "frozen_dtype": str(dtype).removeprefix("torch."), "adapter": config.adapter,
             "batch_size": config.batch_size, "grad_accum": config.grad_accum, "steps_asked": sizes.steps,
             "steps": len(log), "cut_to_budget": steps < sizes.steps, "probe_s_per_step": probe_speed["s_per_step"],
@@ -339,10 +341,6 @@ def run_train(build: Path, ckpt: Path, models: dict, sizes: Sizes, deadline: flo
             "peak_rss_mib": result["peak_rss_mb"], "trainable_params": result["trainable_params"],
             "examples_in_build": result["examples"],
             "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
-
-
-def _log(ckpt: Path) -> list[dict]:
-    return [json.loads(line) for line in (ckpt / "train_log.jsonl").read_text().splitlines()]
 
 
 def _step(summary: dict, name: str, function, *args):

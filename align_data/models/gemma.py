@@ -63,6 +63,8 @@ def prepare_gemma(root: Path | None = None, *, force: bool = False) -> Path:
 
 
 CT2_DIRNAME = "gemma-3-270m-ct2-{quantization}"
+CT2_MISSING = ("llm.backend = 'ctranslate2' needs the ctranslate2 package: pip install \"align-data[cpu]\" (or "
+               "ctranslate2==4.8.5)")
 
 
 def prepare_gemma_ct2(quantization: str = "int8", root: Path | None = None, *, force: bool = False) -> Path:
@@ -79,8 +81,7 @@ def convert_to_ct2(hf_dir: Path, target: Path, quantization: str, *, force: bool
     try:
         from ctranslate2.converters import TransformersConverter
     except ImportError as exc:
-        raise AlignDataError("llm.backend = 'ctranslate2' needs the ctranslate2 package: pip install "
-                             '"align-data[cpu]" (or ctranslate2==4.8.5)') from exc
+        raise AlignDataError(CT2_MISSING) from exc
     work = target.with_name(target.name + f".tmp-{os.getpid()}")
     shutil.rmtree(work, ignore_errors=True)
     try:
@@ -95,3 +96,11 @@ def convert_to_ct2(hf_dir: Path, target: Path, quantization: str, *, force: bool
     shutil.rmtree(target, ignore_errors=True)
     os.replace(work, target)
     return target
+
+
+def converted_from(path: Path) -> Path | None:
+    """The HF folder a model folder made by ``convert_to_ct2`` was converted from (its marker's ``source``), or None
+    for a folder without a marker."""
+    marker = path / _DONE_MARKER
+    source = json.loads(marker.read_text()).get("source") if marker.exists() else None
+    return Path(source) if source else None

@@ -43,8 +43,9 @@ def resolve_ct2_model(name: str, quantization: str) -> Path:
 def tokenizer_folder(path: Path) -> Path:
     """Where the tokenizer of a converted model loads from: the HF folder it was converted from, where it still
     exists (transformers warns about a tokenizer beside a CTranslate2 config), else the model folder."""
-    marker = path / "align_data_prepared.json"
-    source = Path(json.loads(marker.read_text()).get("source", "")) if marker.exists() else None
+    from align_data.models.gemma import converted_from
+
+    source = converted_from(path)
     return source if source and (source / "config.json").exists() else path
 
 
@@ -97,17 +98,18 @@ class CTranslate2Client:
 
     Greedy batches run on the loaded generator. CTranslate2 seeds its sampler once per thread, on first use, so a
     sampled batch runs on a generator made for it after ``set_random_seed(seed)``: the same prompts and seed give
-    the same answers in any order of calls (~0.6 s to make one, paid only by sampled batches)."""
+    the same answers in any order of calls (~0.4 s to make one and warm it, paid only by sampled batches)."""
 
     backend = "ctranslate2"
     max_group = 8  # prompts per generate call at most (see ``plan_groups``)
 
     def __init__(self, model: str, quantization: str = "int8", threads: int | None = None, device: str = "auto"):
+        from align_data.models.gemma import CT2_MISSING
+
         try:
             import ctranslate2
         except ImportError as exc:
-            raise AlignDataError("llm.backend = 'ctranslate2' needs the ctranslate2 package: pip install "
-                                 '"align-data[cpu]" (or ctranslate2==4.8.5)') from exc
+            raise AlignDataError(CT2_MISSING) from exc
         from transformers import AutoTokenizer
 
         self.path = resolve_ct2_model(model, quantization)
@@ -139,7 +141,8 @@ class CTranslate2Client:
         return render_prompt(self.tokenizer, self.chat, prompt)
 
     def complete(self, prompts: Sequence[Prompt], sampling: Sampling, seeds: Sequence[int]) -> list[Outcome]:
-        """The LLMClient contract. One batched generation; when sampling, the first prompt's seed seeds the batch."""
+        """The LLMClient contract: the prompts in the generate calls ``plan_groups`` picks; when sampling, the first
+        prompt's seed seeds the batch."""
         chat = self.chat and all(p.chat for p in prompts)
         ids = [self.tokenizer(self.render(p), add_special_tokens=not chat)["input_ids"] for p in prompts]
         stop_ids = self.stop_ids_for(sampling.stop)
@@ -163,7 +166,7 @@ class CTranslate2Client:
         for prompt_ids, result in zip(ids, results, strict=True):
             row = result.sequences_ids[0]
             cut = next((i for i, t in enumerate(row) if t in stops), None)
-            tokens = row if cut is None else row[:cut]
-            out.append(Completion(self.tokenizer.decode(tokens, skip_special_tokens=True), "length" if cut is None
-                                  else "stop", len(prompt_ids), len(tokens) + (cut is not None)))
+            answer = row if cut is None else row[:cut]
+            out.append(Completion(self.tokenizer.decode(answer, skip_special_tokens=True), "length" if cut is None
+                                  else "stop", len(prompt_ids), len(answer) + (cut is not None)))
         return out
