@@ -335,10 +335,17 @@ class LLMConfig(_Model):
                             "transformers: 'auto' = float32 on CPU, bfloat16 on the GPU (used when torch sees "
                             "one); a dtype other than float32 is part of the targets' model name and cache key.")
     max_new_tokens: int = Field(48, ge=1, le=4096, description="Generation length limit per target.")
-    batch_size: int = Field(16, ge=1, description="Prompts handed to the backend together. transformers: one batched "
+    batch_size: int = Field(16, ge=1, description="Prompts handed to the backend together. ctranslate2: not used "
+                                                  "(each attempt's prompts go at once and it plans its generate "
+                                                  "calls by length); transformers: one batched "
                                                   "generate (on CPU the 262k-vocab output layer dominates a decode "
                                                   "step, so larger batches raise throughput); openai: submitted at "
                                                   "once, `concurrency` of them in flight (keep it >= concurrency).")
+    batch_shards: int = Field(1, ge=1, description="Shards a worker takes together so that the LLM answers their "
+                                                    "prompts in one batch (consecutive shards of the plan; "
+                                                    "a resumed build redoes such a group whole). Larger batches "
+                                                    "decode faster on the CPU backends; part of the config hash, as "
+                                                    "the batches' make-up can change int8 answers.")
     temperature: float = Field(0.0, ge=0, description="0 = greedy; >0 samples with a seed per record.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass when temperature > 0.")
     threads: int | None = Field(None, ge=1, description="transformers: torch threads per worker (default: torch's "

@@ -16,7 +16,7 @@ from align_data.errors import AlignDataError, ServiceUnavailable
 from align_data.faults import crash_point
 from align_data.pipeline.manifest import load_sidecar, verify_shard, write_manifest
 from align_data.pipeline.plan import ShardSpec, plan_shards
-from align_data.pipeline.runners import run_local, run_ray
+from align_data.pipeline.runners import run_local, run_ray, shard_batches
 from align_data.pipeline.stages import build_stages, check_chain
 from align_data.storage import Store, as_store
 
@@ -153,13 +153,15 @@ def build(config: BuildConfig, out: str | Path, *, runner: str | None = None, li
                               specs)
         todo = [spec for spec, found in zip(specs, problems, strict=True) if found]
     summary = BuildSummary(out_dir=out, planned=len(specs), skipped=len(specs) - len(todo), written=0)
+    # shards go through the stages in batches of llm.batch_shards; a batch with a shard to do is redone whole
+    batches = shard_batches(specs, config.llm.batch_shards, {s.shard_id for s in todo})
     bar = _progress(len(todo))
     for spec in todo:
         if spec.problem:
             bar.write(f"warning: {spec.problem} (recorded as an error record in shard {spec.shard_id})")
     rows = 0
     t_run = time.perf_counter()
-    outcomes = run_local(config, str(out), todo) if kind == "local" else run_ray(config, str(out), todo)
+    outcomes = run_local(config, str(out), batches) if kind == "local" else run_ray(config, str(out), batches)
     stopped: ServiceUnavailable | None = None
     try:
         for spec, sidecar, error in outcomes:

@@ -1,18 +1,19 @@
-"""Two ways to run the same stages over a plan: an in-process loop, or chained pools of Ray actors."""
+"""Two ways to run the same stages over a plan: an in-process loop, or chained pools of Ray actors. The unit they
+hand out is a ShardBatch: shards that go through the stages together (llm.batch_shards), each written on its own."""
 
 from __future__ import annotations
 
 import os
-import traceback
 import uuid
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from align_data.config import ActorPoolConfig, BuildConfig
 from align_data.errors import AlignDataError, ServiceUnavailable
 from align_data.pipeline.plan import ShardSpec
-from align_data.pipeline.stages import ShardResult, apply_stages, build_stages, stage_groups, start_shard
+from align_data.pipeline.stages import (ShardResult, apply_stages_together, build_stages, shard_error, stage_groups,
+                                        start_shard)
 from align_data.pipeline.worker import ShardWorker
 from align_data.pipeline.writers import write_shard
 from align_data.stages.source import SourceStage
@@ -21,29 +22,53 @@ from align_data.storage import Store
 
 UNAVAILABLE = "service unavailable: "  # prefix of an actor's error that must stop the build
 
-
-def shard_error(exc: Exception) -> str:
-    """A failed shard's error for the manifest: the exception and the innermost frames of its traceback (where it
-    was raised; the outer ones are always the runner and apply_stages)."""
-    return f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=-6)}"
-
-
 # (spec, sidecar or None, error message or None), yielded as shards finish
 Outcome = tuple[ShardSpec, ShardSidecar | None, str | None]
 
 
-def run_local(config: BuildConfig, out_dir: str, specs: list[ShardSpec]) -> Iterator[Outcome]:
-    """Process shards in order in this process; a failing shard is reported, the rest go on."""
-    if not specs:
+@dataclass(frozen=True, slots=True)
+class ShardBatch:
+    """Shards that go through the stages together; those in ``done`` are complete already (a resumed build redoes
+    their batch whole, so that the LLM sees the same batches) and are not written again."""
+
+    specs: tuple[ShardSpec, ...]
+    done: frozenset[int] = frozenset()
+
+    @property
+    def todo(self) -> list[ShardSpec]:
+        return [s for s in self.specs if s.shard_id not in self.done]
+
+    def to_json(self) -> dict:
+        return {"specs": [s.to_json() for s in self.specs], "done": sorted(self.done)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "ShardBatch":
+        return cls(tuple(ShardSpec(**s) for s in data["specs"]), frozenset(data["done"]))
+
+
+def shard_batches(specs: Sequence[ShardSpec], size: int, todo: set[int] | None = None) -> list[ShardBatch]:
+    """The plan's shards in batches of ``size`` consecutive shard ids (the same batches whatever is left to do);
+    with ``todo``, only the batches holding a shard to do, the others of their batch marked done."""
+    groups: dict[int, list[ShardSpec]] = {}
+    for spec in specs:
+        groups.setdefault(spec.shard_id // size, []).append(spec)
+    batches = []
+    for _, members in sorted(groups.items()):
+        ids = {s.shard_id for s in members}
+        if todo is None:
+            batches.append(ShardBatch(tuple(members)))
+        elif ids & todo:
+            batches.append(ShardBatch(tuple(members), frozenset(ids - todo)))
+    return batches
+
+
+def run_local(config: BuildConfig, out_dir: str, batches: list[ShardBatch]) -> Iterator[Outcome]:
+    """Process the batches in order in this process; a failing shard is reported, the rest go on."""
+    if not batches:
         return
     worker = ShardWorker(config, out_dir)
-    for spec in specs:
-        try:
-            yield spec, worker(spec), None
-        except ServiceUnavailable:
-            raise  # every later shard would fail the same way: stop the build
-        except Exception as exc:  # a shard-level failure (e.g. unreadable input) is reported per shard
-            yield spec, None, shard_error(exc)
+    for batch in batches:
+        yield from worker.run_batch(batch.specs, batch.done)
 
 
 def _ray_init(config: BuildConfig) -> None:
@@ -137,24 +162,24 @@ def _pools(config: BuildConfig, out_dir: str, n_specs: int) -> list[_Pool]:
     return pools
 
 
-def run_ray(config: BuildConfig, out_dir: str, specs: list[ShardSpec],
+def run_ray(config: BuildConfig, out_dir: str, batches: list[ShardBatch],
             on_start: Callable[[], None] | None = None) -> Iterator[Outcome]:
-    """Shards flow through a chain of actor pools (one pool when fused). At most ``max_in_flight`` + 1
-    shards wait per actor, so memory stays flat; audio passes between pools through the object store,
-    never the driver. A shard whose actor died starts again (``max_shard_attempts``) on a live actor;
+    """Shard batches flow through a chain of actor pools (one pool when fused). At most ``max_in_flight`` + 1
+    batches wait per actor, so memory stays flat; audio passes between pools through the object store,
+    never the driver. A batch whose actor died starts again (``max_shard_attempts``) on a live actor;
     a shard that fails in code is reported."""
     import ray
 
-    if not specs:
+    if not batches:
         return
     _ray_init(config)
     if on_start:
         on_start()
-    pools = _pools(config, out_dir, len(specs))
+    pools = _pools(config, out_dir, len(batches))
     limit = 1 + config.runner.max_in_flight
-    queue = deque(specs)
+    queue = deque(batches)
     attempts: Counter = Counter()
-    in_flight: dict = {}  # status ref -> (spec, pool, actor, result ref)
+    in_flight: dict = {}  # status ref -> (batch, pool, actor, result ref)
     try:
         while queue or in_flight:
             first = pools[0]
@@ -162,40 +187,46 @@ def run_ray(config: BuildConfig, out_dir: str, specs: list[ShardSpec],
                 i = first.least_loaded()
                 if first.load[i] >= limit:
                     break
-                spec = queue.popleft()
-                status, result = first.actors[i].run.options(num_returns=2).remote(spec.to_json(), None)
-                in_flight[status] = (spec, first, first.actors[i], result)
+                batch = queue.popleft()
+                status, result = first.actors[i].run.options(num_returns=2).remote(batch.to_json(), None)
+                in_flight[status] = (batch, first, first.actors[i], result)
                 first.load[i] += 1
             done, _ = ray.wait(list(in_flight), num_returns=1)
             for ref in done:
-                spec, pool, actor, result = in_flight.pop(ref)
+                batch, pool, actor, result = in_flight.pop(ref)
                 if actor in pool.actors:
                     pool.load[pool.actors.index(actor)] -= 1
                 try:
-                    sidecar_json, error = ray.get(ref)
+                    statuses = ray.get(ref)
                 except (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError) as exc:
                     # the actor or its node died, or took the previous pool's records with it: start again
                     if isinstance(exc, ray.exceptions.RayActorError):
                         pool.drop(actor)
-                    attempts[spec.shard_id] += 1
-                    if attempts[spec.shard_id] < config.runner.max_shard_attempts:
-                        queue.appendleft(spec)
+                    key = batch.specs[0].shard_id
+                    attempts[key] += 1
+                    if attempts[key] < config.runner.max_shard_attempts:
+                        queue.appendleft(batch)
                     else:
-                        yield spec, None, f"{type(exc).__name__}: {exc}"
+                        for spec in batch.todo:
+                            yield spec, None, f"{type(exc).__name__}: {exc}"
                     continue
                 except ray.exceptions.RayError as exc:
-                    yield spec, None, f"{type(exc).__name__}: {exc}"
+                    for spec in batch.todo:
+                        yield spec, None, f"{type(exc).__name__}: {exc}"
                     continue
-                if error is not None and error.startswith(UNAVAILABLE):
-                    raise ServiceUnavailable(error[len(UNAVAILABLE):])
-                if error is None and pool.level + 1 < len(pools):  # hand the records to the next pool
+                stop = next((e for _, e in statuses if e is not None and e.startswith(UNAVAILABLE)), None)
+                if stop is not None:
+                    raise ServiceUnavailable(stop[len(UNAVAILABLE):])
+                if pool.level + 1 < len(pools):  # hand the records (and any shard's error) to the next pool
                     nxt = pools[pool.level + 1]
                     j = nxt.least_loaded()
-                    status, result = nxt.actors[j].run.options(num_returns=2).remote(spec.to_json(), result)
-                    in_flight[status] = (spec, nxt, nxt.actors[j], result)
+                    status, result = nxt.actors[j].run.options(num_returns=2).remote(batch.to_json(), result)
+                    in_flight[status] = (batch, nxt, nxt.actors[j], result)
                     nxt.load[j] += 1
                     continue
-                yield spec, None if sidecar_json is None else ShardSidecar.from_json(sidecar_json), error
+                for spec, (sidecar_json, error) in zip(batch.specs, statuses, strict=True):
+                    if spec.shard_id not in batch.done:
+                        yield spec, None if sidecar_json is None else ShardSidecar.from_json(sidecar_json), error
     finally:
         for pool in pools:
             for actor in pool.actors:
@@ -221,16 +252,33 @@ class _RayGroupWorker:
             if not stage.lazy_setup:
                 stage.setup()
 
-    def run(self, spec_json: dict, result: ShardResult | None) -> tuple[tuple[dict | None, str | None], Any]:
-        spec = ShardSpec(**spec_json)
+    def run(self, batch_json: dict, results: list[ShardResult | str] | None
+            ) -> tuple[list[tuple[dict | None, str | None]], Any]:
+        """Status per shard of the batch: (sidecar json | None, error | None); a shard that failed in an earlier
+        pool carries its error on. The last pool writes the shards not already done."""
+        batch = ShardBatch.from_json(batch_json)
         try:
-            if result is None:
-                result = start_shard(spec, self.config, self.source)
-            result = apply_stages(result, self.stages)
-            if not self.last:
-                return (None, None), result
-            return (write_shard(self.store, result, self.config.hash()).to_json(), None), None
+            if results is None:
+                results = []
+                for spec in batch.specs:
+                    try:
+                        results.append(start_shard(spec, self.config, self.source))
+                    except ServiceUnavailable:
+                        raise
+                    except Exception as exc:  # noqa: BLE001 -- reported per shard, like the local runner
+                        results.append(shard_error(exc))
+            results = apply_stages_together(results, self.stages)
         except ServiceUnavailable as exc:
-            return (None, f"{UNAVAILABLE}{exc}"), None
-        except Exception as exc:  # reported per shard, like the local runner
-            return (None, shard_error(exc)), None
+            return [(None, f"{UNAVAILABLE}{exc}")] * len(batch.specs), None
+        if not self.last:
+            return [(None, r if isinstance(r, str) else None) for r in results], results
+        statuses: list[tuple[dict | None, str | None]] = []
+        for spec, result in zip(batch.specs, results, strict=True):
+            if isinstance(result, str) or spec.shard_id in batch.done:
+                statuses.append((None, result if isinstance(result, str) else None))
+                continue
+            try:
+                statuses.append((write_shard(self.store, result, self.config.hash()).to_json(), None))
+            except Exception as exc:  # noqa: BLE001 -- reported per shard, like the local runner
+                statuses.append((None, shard_error(exc)))
+        return statuses, None

@@ -6,11 +6,12 @@ import dataclasses
 import importlib.util
 import re
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from align_data.config import BuildConfig
-from align_data.errors import AlignDataError
+from align_data.errors import AlignDataError, ServiceUnavailable
 from align_data.pipeline.plan import ShardSpec
 from align_data.faults import crash_point
 from align_data.pipeline.reader import read_documents
@@ -126,24 +127,101 @@ def start_shard(spec: ShardSpec, config: BuildConfig, source: SourceStage) -> Sh
     return result
 
 
+def shard_error(exc: Exception) -> str:
+    """A failed shard's error for the manifest: the exception and the innermost frames of its traceback (where it
+    was raised; the outer ones are always the runner and apply_stages). Call it where the exception is caught."""
+    return f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=-6)}"
+
+
+def _record_stage(result: ShardResult, stage: Stage, after: list[Record], usage: dict[str, int],
+                  seconds: float) -> None:
+    if len(after) != len(result.records):
+        raise RuntimeError(f"stage {stage.name} returned {len(after)} records for {len(result.records)}")
+    result.stages[stage.name] = _count(result.records, after, stage.name, result.filtered_by)
+    result.stages[stage.name].usage.update(usage)
+    result.seconds[stage.name] = round(seconds, 4)
+    result.records = after
+
+
 def apply_stages(result: ShardResult, stages: list[Stage]) -> ShardResult:
     """Pass a shard's records through ``stages`` in order, counting what each stage did."""
     for stage in stages:
         t0 = time.perf_counter()
         after = stage(result.records)
-        if len(after) != len(result.records):
-            raise RuntimeError(f"stage {stage.name} returned {len(after)} records for {len(result.records)}")
-        result.stages[stage.name] = _count(result.records, after, stage.name, result.filtered_by)
-        result.stages[stage.name].usage.update(stage.take_usage())
-        result.seconds[stage.name] = round(time.perf_counter() - t0, 4)
-        result.records = after
+        _record_stage(result, stage, after, stage.take_usage(), time.perf_counter() - t0)
         crash_point(f"stage:{stage.name}")
     return result
+
+
+def _across(stage: Stage, results: list[ShardResult]) -> None:
+    """One call of an across-shards stage over several shards' records, split back into each shard with its own
+    counts and usage; the call's seconds are shared out by the LLM calls each shard made (else by its records)."""
+    records = [r for result in results for r in result.records]
+    t0 = time.perf_counter()
+    after = stage(records)
+    seconds = time.perf_counter() - t0
+    if len(after) != len(records):
+        raise RuntimeError(f"stage {stage.name} returned {len(after)} records for {len(records)}")
+    by_shard = stage.take_usage_by_shard()
+    weights = [by_shard.get(res.spec.shard_id, {}).get("calls", 0) for res in results]
+    if not sum(weights):
+        weights = [max(1, len(res.records)) for res in results]
+    start = 0
+    for result, weight in zip(results, weights, strict=True):
+        end = start + len(result.records)
+        _record_stage(result, stage, after[start:end], by_shard.get(result.spec.shard_id, {}),
+                      seconds * weight / sum(weights))
+        start = end
+
+
+def apply_stages_together(results: list[ShardResult | str], stages: list[Stage]) -> list[ShardResult | str]:
+    """Several shards through ``stages`` in order: a stage that batches across shards (``across_shards``: the
+    LLM's, so its batches are larger) gets all their records in one call, every other stage one shard at a time.
+    An entry that is a string is a shard that already failed (its error) and is left out; a stage that raises on
+    one shard fails that shard only (an across-shards stage that raises fails all of them). ServiceUnavailable
+    stops everything, as for one shard."""
+    out = list(results)
+    for stage in stages:
+        live = [i for i, r in enumerate(out) if isinstance(r, ShardResult)]
+        if stage.across_shards and len(live) > 1:
+            try:
+                _across(stage, [out[i] for i in live])
+            except ServiceUnavailable:
+                raise
+            except Exception as exc:  # noqa: BLE001 -- reported per shard, like the runners do
+                error = shard_error(exc)
+                for i in live:
+                    out[i] = error
+            crash_point(f"stage:{stage.name}")
+            continue
+        for i in live:
+            try:
+                out[i] = apply_stages(out[i], [stage])
+            except ServiceUnavailable:
+                raise
+            except Exception as exc:  # noqa: BLE001 -- reported per shard, like the runners do
+                out[i] = shard_error(exc)
+    return out
 
 
 def run_shard(spec: ShardSpec, config: BuildConfig, source: SourceStage, stages: list[Stage]) -> ShardResult:
     """Read the shard's documents and pass them through every stage, counting what each stage did."""
     return apply_stages(start_shard(spec, config, source), stages)
+
+
+def run_shards(specs: list[ShardSpec], config: BuildConfig, source: SourceStage,
+               stages: list[Stage]) -> list[ShardResult | str]:
+    """``run_shard`` of shards that go through the stages together (``apply_stages_together``): each one's
+    result, or its error."""
+    started: list[ShardResult | str] = []
+    for spec in specs:
+        try:
+            started.append(start_shard(spec, config, source))
+        except ServiceUnavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001 -- reported per shard, like the runners do
+            started.append(shard_error(exc))
+    return apply_stages_together(started, stages)
 
 
 # Which Ray actor pool runs a stage in the "split" layout (stages not named here run in "speech").

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Iterable
+
 from align_data.config import BuildConfig
+from align_data.errors import ServiceUnavailable
 from align_data.pipeline.plan import ShardSpec
-from align_data.pipeline.stages import build_stages, run_shard
+from align_data.pipeline.stages import build_stages, run_shard, run_shards, shard_error
 from align_data.pipeline.writers import write_shard
 from align_data.schemas.sidecar import ShardSidecar
 from align_data.stages.source import SourceStage
@@ -12,7 +15,8 @@ from align_data.storage import Store
 
 
 class ShardWorker:
-    """Holds the set-up stage chain; ``__call__`` turns a ShardSpec into written files and a sidecar."""
+    """Holds the set-up stage chain; ``__call__`` turns a ShardSpec into written files and a sidecar,
+    ``run_batch`` several shards that go through the stages together."""
 
     def __init__(self, config: BuildConfig, out_dir: str):
         self.config = config
@@ -27,3 +31,24 @@ class ShardWorker:
     def __call__(self, spec: ShardSpec) -> ShardSidecar:
         result = run_shard(spec, self.config, self.source, self.stages)
         return write_shard(self.store, result, self.config_hash)
+
+    def run_batch(self, specs: Iterable[ShardSpec], done: Iterable[int] = ()
+                  ) -> list[tuple[ShardSpec, ShardSidecar | None, str | None]]:
+        """Each shard's (spec, sidecar, None) or (spec, None, error), in order; the shards in ``done`` go through
+        the stages (so the others see the same batches) but are not written nor reported. ServiceUnavailable
+        stops the whole batch."""
+        specs, done = list(specs), set(done)
+        outcomes = []
+        for spec, result in zip(specs, run_shards(specs, self.config, self.source, self.stages), strict=True):
+            if spec.shard_id in done:
+                continue
+            if isinstance(result, str):
+                outcomes.append((spec, None, result))
+                continue
+            try:
+                outcomes.append((spec, write_shard(self.store, result, self.config_hash), None))
+            except ServiceUnavailable:
+                raise
+            except Exception as exc:  # noqa: BLE001 -- one shard that cannot be written fails alone
+                outcomes.append((spec, None, shard_error(exc)))
+        return outcomes

@@ -34,12 +34,17 @@ class Stage:
     writes: ClassVar[tuple[str, ...]] = ()
     requires: ClassVar[tuple[str, ...]] = ()  # importable module names checked before a run
     lazy_setup: ClassVar[bool] = False  # True: setup() runs on the first batch that needs it
+    across_shards: ClassVar[bool] = False  # True: takes several shards' records in one call (take_usage_by_shard)
 
     def setup(self) -> None:
         """Load engines or models once per worker."""
 
     def take_usage(self) -> dict[str, int]:
         """Counters of the work done by the last ``__call__`` (LLM calls, tokens, cache hits), for the sidecar."""
+        return {}
+
+    def take_usage_by_shard(self) -> dict[int, dict[str, int]]:
+        """``take_usage`` per shard id, for a stage that is ``across_shards``."""
         return {}
 
     def process(self, record: Record) -> Record:

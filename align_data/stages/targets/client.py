@@ -6,7 +6,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 from align_data.config import LLMConfig
 from align_data.stages.base import RecordError
@@ -86,40 +86,58 @@ class CachedClient:
         self.model_name = inner.model_name
         self.backend = inner.backend
         self.chat = getattr(inner, "chat", False)
-        self.usage: Counter[str] = Counter()
+        self.plans_groups = getattr(inner, "plans_groups", False)  # takes any number of prompts, plans its calls
+        self.usage: dict[Any, Counter[str]] = {}  # owner (a shard id, or None) -> counters
 
     def complete(self, prompts: Sequence[Prompt], sampling: Sampling, seeds: Sequence[int],
-                 attempt: int = 0) -> list[Outcome]:
-        """The answers, from the cache where it has them; ``attempt`` (a repair's number) is part of the key."""
+                 attempt: int = 0, owners: Sequence[Any] | None = None) -> list[Outcome]:
+        """The answers, from the cache where it has them; ``attempt`` (a repair's number) is part of the key.
+        ``owners`` (one per prompt, e.g. its shard) says whose counters each prompt's work goes to; a call's
+        retries go to the owner of its first generated prompt."""
         from align_data.stages.targets.cache import cache_key
 
+        owners = list(owners) if owners is not None else [None] * len(prompts)
         keys = [cache_key(self.model_name, self.backend, prompt_key_text(p, self.chat), sampling, s, attempt)
                 for p, s in zip(prompts, seeds, strict=True)]
         hits = self.cache.get_many(keys) if self.cache is not None else {}
         out: list[Outcome | None] = [hits.get(k) for k in keys]
         missing = [i for i, o in enumerate(out) if o is None]
-        self.usage["cache_hits"] += len(prompts) - len(missing)
+        for i, o in enumerate(out):
+            if o is not None:
+                self._count(owners[i])["cache_hits"] += 1
         if missing:
             retries_before = getattr(self.inner, "retries", 0)
             answers = self.inner.complete([prompts[i] for i in missing], sampling, [seeds[i] for i in missing])
-            self.usage["retries"] += getattr(self.inner, "retries", 0) - retries_before
+            self._count(owners[missing[0]])["retries"] += getattr(self.inner, "retries", 0) - retries_before
             fresh = {}
             for i, answer in zip(missing, answers, strict=True):
                 out[i] = answer
-                self.usage["calls"] += 1
+                usage = self._count(owners[i])
+                usage["calls"] += 1
                 if isinstance(answer, Completion):
-                    self.usage["tokens_in"] += answer.tokens_in
-                    self.usage["tokens_out"] += answer.tokens_out
+                    usage["tokens_in"] += answer.tokens_in
+                    usage["tokens_out"] += answer.tokens_out
                     fresh[keys[i]] = answer
                 else:
-                    self.usage["failures"] += 1
+                    usage["failures"] += 1
             if self.cache is not None:
                 self.cache.put_many(fresh)
         return out  # type: ignore[return-value]
 
+    def _count(self, owner: Any) -> Counter[str]:
+        return self.usage.setdefault(owner, Counter())
+
     def take_usage(self) -> dict[str, int]:
-        """The counters since the last call (every one of USAGE_KEYS, zeros too), then zero."""
-        usage = {k: self.usage[k] for k in USAGE_KEYS}
+        """The counters since the last call, all owners together (every one of USAGE_KEYS, zeros too), then
+        zero."""
+        total: Counter[str] = Counter()
+        for counts in self.take_usage_by_owner().values():
+            total.update(counts)
+        return {k: total[k] for k in USAGE_KEYS}
+
+    def take_usage_by_owner(self) -> dict[Any, dict[str, int]]:
+        """The counters since the last call per owner (every one of USAGE_KEYS, zeros too), then zero."""
+        usage = {owner: {k: counts[k] for k in USAGE_KEYS} for owner, counts in self.usage.items()}
         self.usage.clear()
         return usage
 

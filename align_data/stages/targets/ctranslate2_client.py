@@ -102,6 +102,7 @@ class CTranslate2Client:
 
     backend = "ctranslate2"
     max_group = 8  # prompts per generate call at most (see ``plan_groups``)
+    plans_groups = True  # the targets stage hands it every prompt of an attempt at once
 
     def __init__(self, model: str, quantization: str = "int8", threads: int | None = None, device: str = "auto"):
         from align_data.models.gemma import CT2_MISSING

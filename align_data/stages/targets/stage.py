@@ -77,6 +77,7 @@ class TargetsStage(Stage):
     reads: ClassVar[tuple[str, ...]] = ("text", "next_text", "task", "description")
     writes: ClassVar[tuple[str, ...]] = ("targets", "split")  # split: MTBI held-out tasks and phrasings
     lazy_setup: ClassVar[bool] = True
+    across_shards: ClassVar[bool] = True  # a worker may hand it several shards' records at once (llm.batch_shards)
 
     def __init__(self, config: LLMConfig, seed: int, client: LLMClient | None = None,
                  cache_path: str | Path | None = None, repair: RepairPolicy | None = None):
@@ -87,7 +88,7 @@ class TargetsStage(Stage):
         self.requires = BACKEND_PACKAGES[config.backend]
         check_mtbi(config.mtbi)  # an unknown task or phrasing id fails the plan check, not a worker
         self.client = client if client is None or isinstance(client, CachedClient) else CachedClient(client, None)
-        self._usage: dict[str, int] = {}
+        self._usage: dict[int, dict[str, int]] = {}  # shard id -> counters of the last call
 
     def setup(self) -> None:
         """Make the client on first use, so a worker whose rows need no LLM never loads or dials one."""
@@ -95,7 +96,15 @@ class TargetsStage(Stage):
             self.client = make_client(self.config, self.cache_path)
 
     def take_usage(self) -> dict[str, int]:
-        return dict(self._usage)
+        """The last call's counters, all its shards together."""
+        total: Counter[str] = Counter()
+        for counts in self._usage.values():
+            total.update(counts)
+        return dict(total)
+
+    def take_usage_by_shard(self) -> dict[int, dict[str, int]]:
+        """The last call's counters per shard; a shard that asked the LLM nothing has none."""
+        return {shard: dict(counts) for shard, counts in self._usage.items()}
 
     def _request(self, record: Record, attempt: int, shown: frozenset[int] = frozenset()) -> Request | None:
         """Attempt 0 draws the question and examples from the record's RNG; a repair asks the same question
@@ -126,14 +135,14 @@ class TargetsStage(Stage):
         self.setup()
         self.client.take_usage()  # drop what a call that raised (ServiceUnavailable) left counted
         first = Sampling.from_config(self.config, chat=self.client.chat)
-        usage: Counter[str] = Counter()
+        usage: dict[int, Counter[str]] = {out[job.slot].shard_id: Counter() for job in jobs}
         self._ask(jobs, out, 0, first)
         for attempt in range(1, self.repair.max_repairs + 1):
             again = [job for job in jobs if job.error is None and job.failed]
             if not again:
                 break
             for job in again:
-                usage.update(f"repairs:{check}" for check in job.failed)
+                usage[out[job.slot].shard_id].update(f"repairs:{check}" for check in job.failed)
                 job.repaired.append("+".join(job.failed))
                 job.shown |= shot_indices(job.request.shots)
                 try:
@@ -141,25 +150,30 @@ class TargetsStage(Stage):
                 except RecordError as exc:
                     job.error = exc
             again = [job for job in again if job.error is None]
-            usage["repair_calls"] += len(again)
+            for job in again:
+                usage[out[job.slot].shard_id]["repair_calls"] += 1
             self._ask(again, out, attempt, dataclasses.replace(first, temperature=self.repair.temperature))
             crash_point("targets:repair")
         for job in jobs:
-            self._finish(job, out, usage)
-        self._usage = {**self.client.take_usage(), **dict(sorted(usage.items()))}
+            self._finish(job, out, usage[out[job.slot].shard_id])
+        client_usage = self.client.take_usage_by_owner()
+        self._usage = {shard: {**client_usage.get(shard, {}), **dict(sorted(counts.items()))}
+                       for shard, counts in sorted(usage.items())}
         return out
 
     def _ask(self, jobs: list[_Job], out: list[Record], attempt: int, sampling: Sampling) -> None:
-        """One answer per job for ``attempt``, in batches grouped by task (stable: record order within a task);
-        each answer is checked against the repair checks."""
+        """One answer per job for ``attempt``, in batches grouped by task (stable: record order within a task;
+        a backend that plans its own generate calls gets them all at once); each answer is checked against the
+        repair checks."""
         order = sorted(jobs, key=lambda j: j.request.task)
-        size = self.config.batch_size
+        size = max(1, len(order)) if self.client.plans_groups else self.config.batch_size
         for start in range(0, len(order), size):
             chunk = order[start:start + size]
             seeds = [record_seed(self.seed, out[j.slot], attempt) for j in chunk]
             try:
                 answers = self.client.complete([Prompt(j.request.llm_prompt, j.request.chat) for j in chunk],
-                                               sampling, seeds, attempt=attempt)
+                                               sampling, seeds, attempt=attempt,
+                                               owners=[out[j.slot].shard_id for j in chunk])
             except RecordError as exc:  # a client that failed the whole batch
                 answers = [exc] * len(chunk)
             for job, answer, seed in zip(chunk, answers, seeds, strict=True):
