@@ -202,3 +202,32 @@ def test_ray_driver_killed_then_resumed(tmp_path, corpus, reference):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert validate_build(out) == []
     assert_same_corpus(reference, out)
+
+
+@pytest.mark.slow
+def test_batched_shards_killed_between_two_writes_resume_to_the_same_bytes(tmp_path, corpus):
+    """llm.batch_shards = 2 with repairs: shards 0 and 1 share their LLM calls. Killed after shard 0 is written and
+    before shard 1's files are, the resumed build redoes the batch whole (the LLM sees the same batches) and gives
+    the uninterrupted bytes, without writing shard 0 again."""
+    def batched(root: Path) -> Path:
+        path = _config(root, corpus, tasks=WITH_LLM, quality=REPAIRING, max_new_tokens=10)
+        path.write_text(path.read_text().replace("batch_size = 4", "batch_size = 4\nbatch_shards = 2"))
+        return path
+
+    reference = tmp_path / "ref" / "out"
+    build(load_build_config(batched(tmp_path / "ref")), reference)
+    manifest = json.loads((reference / "manifest.json").read_text())
+    assert manifest["stages"]["targets"]["usage"].get("repair_calls", 0) > 0
+    calls = [json.loads((reference / "shards" / f"{i:05d}.json").read_text())["stages"]["targets"]["usage"]
+             .get("calls", 0) for i in range(3)]
+    assert sum(calls) == manifest["stages"]["targets"]["usage"]["calls"] and calls[0] and calls[1]
+    config = batched(tmp_path / "crash")
+    out = tmp_path / "crash" / "out"
+    killed = _crashing_build(config, out, "write:after_rename:8")  # shard 0 complete, shard 1's Parquet only
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    written = (out / "shards" / "00000.json").stat().st_mtime_ns
+    summary = build(load_build_config(config), out, resume=True)
+    assert (summary.skipped, summary.written) == (1, 2) and not summary.failed
+    assert (out / "shards" / "00000.json").stat().st_mtime_ns == written
+    assert validate_build(out) == []
+    assert_same_corpus(reference, out)
