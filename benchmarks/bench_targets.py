@@ -10,7 +10,8 @@ Prints seconds, generated tokens/s, the ratios and whether the answers are ident
 
 --engines: the CPU backends side by side on the same prompts, drawn like a build's (few-shot examples per record;
 continuation, description and MTBI; lengths spread like a build's): transformers fp32 (the baseline) and ctranslate2
-int8 in length-sorted groups of 4 (before) and in cost-planned groups (now), greedy; prints seconds, tokens/s,
+int8 in length-sorted groups of 4 (before) and in cost-planned groups, in calls of --batch-size, and cost-planned
+over every prompt in one call (llm.batch_shards: several shards' prompts at once), greedy; prints seconds, tokens/s,
 prompts/s, the ratio to the baseline and how many answers are identical to it.
 --steps: what ctranslate2_client.plan_groups assumes: prefill per token, decode step by group size, and a short
 prompt fed token by token behind a longer one.
@@ -103,7 +104,8 @@ def fixed_groups(lengths, decode_steps, max_group, keys=()):  # noqa: ANN001, AR
 
 def engines(args: argparse.Namespace) -> None:
     """transformers fp32 against ctranslate2 int8 (length-sorted groups of 4, as before, and cost-planned groups)
-    on the same build-like prompts, in calls of --batch-size."""
+    on the same build-like prompts, in calls of --batch-size (about one demo shard's first prompts), and int8 planned
+    over all the prompts in one call (what llm.batch_shards gives a worker: several shards' prompts at once)."""
     from align_data.stages.targets import ctranslate2_client
 
     batch = build_like_prompts(args.prompts)
@@ -111,9 +113,10 @@ def engines(args: argparse.Namespace) -> None:
     seeds = list(range(len(batch)))
     runs = {}
     planned = ctranslate2_client.plan_groups
-    for name, backend, plan in (("transformers fp32", "transformers", None),
-                                ("ctranslate2 int8, groups of 4", "ctranslate2", fixed_groups),
-                                ("ctranslate2 int8, planned groups", "ctranslate2", planned)):
+    for name, backend, plan, call in (("transformers fp32", "transformers", None, args.batch_size),
+                                      ("ctranslate2 int8, groups of 4", "ctranslate2", fixed_groups, args.batch_size),
+                                      ("ctranslate2 int8, planned groups", "ctranslate2", planned, args.batch_size),
+                                      ("ctranslate2 int8, planned, one call", "ctranslate2", planned, len(batch))):
         ctranslate2_client.plan_groups = plan or planned
         client = make_client(LLMConfig(backend=backend, cache=False, threads=args.threads), None).inner
         if backend == "ctranslate2":
@@ -122,13 +125,13 @@ def engines(args: argparse.Namespace) -> None:
         client.complete(batch[:2], sampling, seeds[:2])  # warm-up
         t0 = time.perf_counter()
         answers = []
-        for start in range(0, len(batch), args.batch_size):
-            stop = start + args.batch_size
+        for start in range(0, len(batch), call):
+            stop = start + call
             answers += client.complete(batch[start:stop], sampling, seeds[start:stop])
         seconds = time.perf_counter() - t0
         tokens = sum(a.tokens_out for a in answers)
         runs[name] = (seconds, tokens, [a.text for a in answers])
-        print(f"{name:34s}: {len(batch)} prompts, {tokens} tokens in {seconds:6.1f}s = {tokens / seconds:6.1f} "
+        print(f"{name:37s}: {len(batch)} prompts, {tokens} tokens in {seconds:6.1f}s = {tokens / seconds:6.1f} "
               f"tokens/s, {len(batch) / seconds:.2f} prompts/s", flush=True)
         del client
     ctranslate2_client.plan_groups = planned
