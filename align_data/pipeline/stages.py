@@ -204,15 +204,10 @@ def apply_stages_together(results: list[ShardResult | str], stages: list[Stage])
     return out
 
 
-def run_shard(spec: ShardSpec, config: BuildConfig, source: SourceStage, stages: list[Stage]) -> ShardResult:
-    """Read the shard's documents and pass them through every stage, counting what each stage did."""
-    return apply_stages(start_shard(spec, config, source), stages)
-
-
 def run_shards(specs: list[ShardSpec], config: BuildConfig, source: SourceStage,
                stages: list[Stage]) -> list[ShardResult | str]:
-    """``run_shard`` of shards that go through the stages together (``apply_stages_together``): each one's
-    result, or its error."""
+    """Read each shard's documents, then pass the shards through the stages together (``apply_stages_together``):
+    each one's result, or its error."""
     started: list[ShardResult | str] = []
     for spec in specs:
         try:

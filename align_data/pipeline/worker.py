@@ -7,7 +7,7 @@ from typing import Iterable
 from align_data.config import BuildConfig
 from align_data.errors import ServiceUnavailable
 from align_data.pipeline.plan import ShardSpec
-from align_data.pipeline.stages import build_stages, run_shard, run_shards, shard_error
+from align_data.pipeline.stages import build_stages, run_shards, shard_error
 from align_data.pipeline.writers import write_shard
 from align_data.schemas.sidecar import ShardSidecar
 from align_data.stages.source import SourceStage
@@ -15,8 +15,8 @@ from align_data.storage import Store
 
 
 class ShardWorker:
-    """Holds the set-up stage chain; ``__call__`` turns a ShardSpec into written files and a sidecar,
-    ``run_batch`` several shards that go through the stages together."""
+    """Holds the set-up stage chain; ``run_batch`` turns shards that go through the stages together into written
+    files and sidecars."""
 
     def __init__(self, config: BuildConfig, out_dir: str):
         self.config = config
@@ -27,10 +27,6 @@ class ShardWorker:
         for stage in self.stages:
             if not stage.lazy_setup:
                 stage.setup()
-
-    def __call__(self, spec: ShardSpec) -> ShardSidecar:
-        result = run_shard(spec, self.config, self.source, self.stages)
-        return write_shard(self.store, result, self.config_hash)
 
     def run_batch(self, specs: Iterable[ShardSpec], done: Iterable[int] = ()
                   ) -> list[tuple[ShardSpec, ShardSidecar | None, str | None]]:
