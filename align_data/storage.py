@@ -110,6 +110,15 @@ def open_input(path: str, options: Options | None = None) -> Iterator[IO[str]]:
         yield handle
 
 
+def open_binary(path: str, options: Options | None = None) -> IO[bytes]:
+    """A source file opened for ranged binary reads (seek + read): a local file, or an fsspec file whose reads are
+    HTTP range requests, so only the bytes asked for travel."""
+    if local_path(path) is not None:
+        return open(local_path(path), "rb")
+    fs, inner = filesystem(path, options)
+    return fs.open(inner, "rb", block_size=1 << 20, cache_type="readahead")
+
+
 def input_size(path: str, options: Options | None = None) -> int:
     if local_path(path) is not None:
         return os.path.getsize(local_path(path))

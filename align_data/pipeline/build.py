@@ -149,8 +149,8 @@ def build(config: BuildConfig, out: str | Path, *, runner: str | None = None, li
 
     todo = specs
     if resume:
-        problems = _per_shard(lambda s: verify_shard(store, s.shard_id, config_hash, hashes=store.local is not None),
-                              specs)
+        problems = _per_shard(lambda s: verify_shard(store, s.shard_id, config_hash, hashes=store.local is not None,
+                                                     plan_key=s.key()), specs)
         todo = [spec for spec, found in zip(specs, problems, strict=True) if found]
     summary = BuildSummary(out_dir=out, planned=len(specs), skipped=len(specs) - len(todo), written=0)
     bar = _progress(len(todo))
