@@ -14,6 +14,7 @@ from typing import TypeVar
 from align_data.config import BuildConfig
 from align_data.errors import AlignDataError, ServiceUnavailable
 from align_data.faults import crash_point
+from align_data.pipeline.dedup import with_cross_shard_drops
 from align_data.pipeline.manifest import load_sidecar, verify_shard, write_manifest
 from align_data.pipeline.plan import ShardSpec, plan_shards
 from align_data.pipeline.runners import run_local, run_ray
@@ -136,6 +137,7 @@ def build(config: BuildConfig, out: str | Path, *, runner: str | None = None, li
         raise AlignDataError("the plan is empty: the sources have no documents (or --limit is 0)")
     if all(s.problem for s in specs):
         raise AlignDataError("no source can be read:\n" + "\n".join(f"  {s.problem}" for s in specs))
+    specs = with_cross_shard_drops(config, specs, kind)
     config_hash = config.hash()
     store.check_writable()
     if not store.exists("config.json"):
