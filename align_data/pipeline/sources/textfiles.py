@@ -24,7 +24,8 @@ from align_data.storage import Options, input_size, open_binary
 
 _NEWLINE = re.compile(rb"\r\n|\r|\n")
 _RUN = re.compile(rb"[\r\n]+")
-CHUNK = 1 << 16
+CHUNK = 1 << 20  # the largest read while scanning for boundaries
+FIRST_READ = 4096
 # A source whose files total at most this is scanned whole when planned: its documents are counted and numbered 0,
 # 1, 2, ... (as they always were). A larger one is cut by size without reading it; its documents are numbered by
 # their byte offset in the source (the files one after another), which a worker knows without counting.
@@ -54,8 +55,10 @@ def _iter_separators(handle: IO[bytes], pos: int, size: int, unit: str) -> Itera
     """Separators from ``pos`` (a point with no newline byte just before it) to the end of the file."""
     handle.seek(pos)
     buf, base = b"", pos
+    step = min(CHUNK, FIRST_READ)  # a boundary is usually near: read a little first, more while none is found
     while True:
-        more = handle.read(CHUNK)
+        more = handle.read(step)
+        step = min(CHUNK, step * 2)
         buf += more
         final = not more or base + len(buf) >= size
         for separator in _separators(buf, unit, final, base):
