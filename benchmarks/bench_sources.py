@@ -4,7 +4,7 @@ Generates corpora of two sizes (default 10 MB and 2 GB, the large one over 5 M d
 jsonl and a multi-file Parquet set (4 and 200 files, uncompressed so their size on disk is the corpus size), then
 for each runs ``build --limit 64`` (local runner, LLM-free: interleaved rows, espeak-ng) in a child process with a
 fresh HF cache and temp folder, and prints wall time, peak RSS, the ratios large/small, and the sizes of the cache,
-temp and output folders afterwards. Last, the time to plan the whole 200-file Parquet set (footers only) and the
+temp and output folders afterwards (after one untimed warm-up build). Last, the time to plan the whole 200-file Parquet set (footers only) and the
 whole large txt/jsonl files (by size).
 
     .venv/bin/python benchmarks/bench_sources.py [--dir /tmp/bench-sources] [--small-mb 10] [--large-mb 2048]
@@ -51,6 +51,9 @@ def _generate(folder: Path, megabytes: int, parquet_files: int) -> dict[str, Pat
 
     folder.mkdir(parents=True, exist_ok=True)
     txt, jsonl, pq_dir = folder / "corpus.txt", folder / "corpus.jsonl", folder / "parquet"
+    marker = folder / f"complete-{megabytes}-{parquet_files}"
+    if marker.exists():  # made by an earlier run with --keep
+        return {"txt": txt, "jsonl": jsonl, "parquet": pq_dir}
     pq_dir.mkdir(exist_ok=True)
     per_doc = len(("\n\n".join(_documents(1000, 0)) + "\n\n").encode()) / 1000
     total = max(1, int((megabytes << 20) / per_doc))  # documents for the size asked
@@ -70,6 +73,7 @@ def _generate(folder: Path, megabytes: int, parquet_files: int) -> dict[str, Pat
     if batch:
         pq.write_table(pa.table({"text": batch}), pq_dir / f"part-{part:05d}.parquet", compression="none",
                        row_group_size=5000)
+    marker.touch()
     return {"txt": txt, "jsonl": jsonl, "parquet": pq_dir}
 
 
@@ -151,6 +155,7 @@ def main() -> None:
         n_files = len(list(corpora[label]["parquet"].glob("*.parquet")))
         print(f"{label}: {mb} MB as txt, jsonl and {n_files} Parquet files, {count:,} documents, generated in "
               f"{time.perf_counter() - t0:.0f} s", flush=True)
+    _run_build(args.dir, "warm-up", "txt", corpora["small"]["txt"])  # first run: page cache, numba's JIT cache
     results = {}
     for kind in ("txt", "jsonl", "parquet"):
         for label in sizes:
