@@ -126,11 +126,11 @@ def _run_build(work: Path, name: str, kind: str, corpus: Path) -> dict:
     return result
 
 
-def _plan_time(kind: str, corpus: Path) -> tuple[float, int]:
+def _plan_time(kind: str, corpus: Path, docs_per_shard: int = 8) -> tuple[float, int]:
     from align_data.config import build_config_from_dict
     from align_data.pipeline.plan import plan_shards
 
-    cfg = build_config_from_dict(_config(kind, corpus))
+    cfg = build_config_from_dict(_config(kind, corpus) | {"shards": {"docs_per_shard": docs_per_shard}})
     t0 = time.perf_counter()
     specs = plan_shards(cfg)
     return time.perf_counter() - t0, len(specs)
@@ -174,6 +174,8 @@ def main() -> None:
         seconds, shards = _plan_time(kind, corpora["large"][kind])
         what = "200 Parquet files (footers)" if kind == "parquet" else f"the {kind} file (by size)"
         print(f"  {what}: {seconds:.2f} s, {shards:,} shards", flush=True)
+        seconds, shards = _plan_time(kind, corpora["large"][kind], 5000)
+        print(f"    the same with docs_per_shard = 5000: {seconds:.2f} s, {shards:,} shards", flush=True)
     if not args.keep:
         shutil.rmtree(args.dir, ignore_errors=True)
 
