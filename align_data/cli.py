@@ -66,6 +66,98 @@ def build(
 
 
 @app.command()
+def plan(
+    config: Path = typer.Argument(..., help="Build config (TOML), e.g. configs/demo.toml."),
+    limit: Optional[int] = typer.Option(None, min=0, help="Plan at most this many source documents (as build "
+                                                         "--limit: only what they need is read)."),
+    estimate: bool = typer.Option(False, "--estimate", help="Also estimate segments, rows per task, audio hours, LLM "
+                                                            "calls and tokens, worker-seconds per stage and wall time, "
+                                                            "and name the bottleneck stage."),
+    cpus: Optional[float] = typer.Option(None, min=0.1, help="--estimate: CPUs of the cluster (workers = CPUs / "
+                                                             "runner.cpus_per_worker); default: the config's runner."),
+    gpus: Optional[float] = typer.Option(None, min=0, help="--estimate: GPUs of the cluster; with runner.layout = "
+                                                           "'split' the LLM stages run on them."),
+    rates: Optional[str] = typer.Option(None, help="--estimate: stage rates from this finished build's manifest "
+                                                   "(a folder or URL); default: a pilot build of --pilot-shards "
+                                                   "shards, here, in a temporary folder."),
+    pilot_shards: int = typer.Option(2, min=1, help="--estimate without --rates: shards the pilot build runs."),
+    startup_s: float = typer.Option(10.0, min=0, help="--estimate: seconds outside the stages (Ray start, model "
+                                                      "loading) added to the wall time."),
+    as_json: bool = typer.Option(False, "--json", help="Print the plan (and estimate) as JSON."),
+    set_: List[str] = typer.Option([], "--set", help="Override a config key: --set shards.docs_per_shard=16."),
+) -> None:
+    """The shard plan without running it: per source its reader, files, bytes, shards and documents, from the
+    sources' metadata (txt/jsonl sizes, Parquet footers, a hub dataset's file list). With --estimate, the expected
+    work and wall time on a cluster (--cpus 64 --gpus 8) from measured stage rates, and the bottleneck stage.
+    Cross-shard dedup is not run here (it reads every document): its drops are not in the counts."""
+    import dataclasses
+    import time
+
+    from align_data.config import load_build_config
+    from align_data.pipeline.estimate import estimate as make_estimate
+    from align_data.pipeline.estimate import pilot_rates, rates_from_build, summarize_plan
+    from align_data.pipeline.plan import plan_shards
+
+    try:
+        cfg = load_build_config(config, list(set_))
+        t0 = time.perf_counter()
+        specs = plan_shards(cfg, limit)
+        summary = summarize_plan(cfg, specs, time.perf_counter() - t0)
+        result = None
+        if estimate:
+            measured = rates_from_build(rates) if rates else pilot_rates(cfg, pilot_shards)
+            result = make_estimate(cfg, summary, measured, cpus, gpus, startup_s)
+    except AlignDataError as exc:
+        _fail(exc)
+    if as_json:
+        data = {"plan": dataclasses.asdict(summary)}
+        if result is not None:
+            data["estimate"] = dataclasses.asdict(result) | {"rates_from": measured.origin}
+        typer.echo(json.dumps(data, indent=1, sort_keys=True))
+        return
+    _print_plan(summary)
+    if result is not None:
+        _print_estimate(result, measured.origin)
+
+
+def _print_plan(summary) -> None:
+    table = Table(title=f"plan ({summary.seconds:.2f} s to plan)")
+    for col in ("source", "read as", "files", "bytes", "shards", "documents"):
+        table.add_column(col, justify="left" if col in ("source", "read as") else "right")
+    for s in summary.sources:
+        docs = f"~{s.docs}" if s.estimated else str(s.docs)
+        table.add_row(s.name, s.reader if not s.problem else "unreadable", str(s.files),
+                      "-" if s.bytes is None else f"{s.bytes:,}", str(s.shards), docs)
+    table.add_row("total", "", "", "", str(summary.shards), f"~{summary.docs}" if summary.estimated else
+                  str(summary.docs))
+    console.print(table)
+    for s in summary.sources:
+        if s.problem:
+            err.print(f"[yellow]warning:[/yellow] {s.problem}", highlight=False)
+    if summary.estimated:
+        console.print("~: byte ranges of a large txt/jsonl source; each holds about shards.docs_per_shard documents "
+                      "(their mean size in the first MiB), counted exactly when read", highlight=False)
+
+
+def _print_estimate(e, origin: str) -> None:
+    table = Table(title=f"estimate (rates from {origin})", show_header=False)
+    table.add_row("documents", str(e.docs))
+    table.add_row("segments", str(e.segments))
+    table.add_row("rows", str(e.rows))
+    for task, n in e.rows_per_task.items():
+        table.add_row(f"  rows {task}", str(n))
+    table.add_row("audio hours", f"{e.audio_hours:.3f}")
+    table.add_row("LLM calls", str(e.llm_calls))
+    table.add_row("LLM tokens in / out", f"{e.tokens_in} / {e.tokens_out}")
+    for stage, seconds in e.stage_worker_s.items():
+        table.add_row(f"  {stage} worker-s", f"{seconds:.1f}")
+    table.add_row("workers (CPU / GPU)", f"{e.cpu_workers} / {e.gpu_workers}")
+    table.add_row("wall time", f"{e.wall_s:.0f} s ({e.wall_s / 3600:.2f} h)")
+    table.add_row("bottleneck", e.bottleneck)
+    console.print(table)
+
+
+@app.command()
 def inspect(
     out: str = typer.Argument(..., help="A build folder (a path or a URL such as s3://bucket/prefix)."),
     shard: Optional[int] = typer.Option(None, help="Show rows of this shard."),
@@ -99,7 +191,10 @@ def _print_manifest(m: dict, expected: dict[str, dict[str, float]]) -> None:
     head = Table(title="build", show_header=False)
     for key in ("rows", "errors", "filtered", "candidates", "input_docs", "planned_docs",
                 "complete_shards", "planned_shards"):
-        head.add_row(key, str(m[key]))
+        head.add_row(key, "counted as read (byte ranges)" if m[key] is None else str(m[key]))
+    source_filtered = m["stages"].get("source", {}).get("filtered", {})
+    head.add_row("duplicates dropped (in a shard / across shards)",
+                 f"{source_filtered.get('duplicate', 0)} / {source_filtered.get('cross_shard_duplicate', 0)}")
     head.add_row("audio hours", f"{m['audio_seconds'] / 3600:.3f}")
     head.add_row("config hash", m["config_hash"])
     head.add_row("schema / package", f"{m['schema_version']} / {m['package_version']}")

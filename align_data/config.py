@@ -43,7 +43,9 @@ class SegmentConfig(_Model):
     min_words: int = Field(6, ge=1, description="Segments with fewer words are filtered as too_short.")
     max_words: int = Field(40, ge=1, description="Sentences are packed up to this many words; longer ones split.")
     max_chars: int = Field(2000, ge=10, description="Segments longer than this (e.g. no spaces) are filtered.")
-    dedup: bool = Field(True, description="Drop repeated segments (normalized hash) within a shard.")
+    dedup: bool = Field(True, description="Drop repeated segments (normalized hash): a repeat within a shard is "
+                                          "filtered as 'duplicate', one whose first copy is in an earlier shard as "
+                                          "'cross_shard_duplicate' (a first pass hashes every shard's segments).")
     sample_fraction: float = Field(1.0, gt=0, le=1, description="Seeded fraction of segments kept.")
 
     @model_validator(mode="after")
@@ -436,7 +438,10 @@ class SplitConfig(_Model):
 class ShardConfig(_Model):
     """How the input is cut into shards (the unit of work, atomicity and resume)."""
 
-    docs_per_shard: int = Field(8, ge=1, description="Source documents per shard.")
+    docs_per_shard: int = Field(8, ge=1, description="Source documents per shard. A txt/jsonl source over 64 MiB is "
+                                                     "cut by size without reading it: each shard is a byte range "
+                                                     "of about this many documents (their mean size in the first "
+                                                     "MiB), its documents numbered by byte offset.")
 
 
 class ActorPoolConfig(_Model):

@@ -98,16 +98,13 @@ def expand_inputs(pattern: str, options: Options | None = None) -> list[str]:
     return sorted(fs.unstrip_protocol(p) for p in found)
 
 
-@contextmanager
-def open_input(path: str, options: Options | None = None) -> Iterator[IO[str]]:
-    """A source file opened as UTF-8 text (undecodable bytes become U+FFFD), local or remote."""
+def open_binary(path: str, options: Options | None = None) -> IO[bytes]:
+    """A source file opened for ranged binary reads (seek + read): a local file, or an fsspec file whose reads are
+    HTTP range requests, so only the bytes asked for travel."""
     if local_path(path) is not None:
-        with open(local_path(path), encoding="utf-8", errors="replace") as handle:
-            yield handle
-        return
+        return open(local_path(path), "rb")
     fs, inner = filesystem(path, options)
-    with fs.open(inner, "rt", encoding="utf-8", errors="replace") as handle:
-        yield handle
+    return fs.open(inner, "rb", block_size=1 << 20, cache_type="readahead")
 
 
 def input_size(path: str, options: Options | None = None) -> int:

@@ -14,6 +14,7 @@ from typing import TypeVar
 from align_data.config import BuildConfig
 from align_data.errors import AlignDataError, ServiceUnavailable
 from align_data.faults import crash_point
+from align_data.pipeline.dedup import with_cross_shard_drops
 from align_data.pipeline.manifest import load_sidecar, verify_shard, write_manifest
 from align_data.pipeline.plan import ShardSpec, plan_shards
 from align_data.pipeline.runners import run_local, run_ray, shard_batches
@@ -136,6 +137,7 @@ def build(config: BuildConfig, out: str | Path, *, runner: str | None = None, li
         raise AlignDataError("the plan is empty: the sources have no documents (or --limit is 0)")
     if all(s.problem for s in specs):
         raise AlignDataError("no source can be read:\n" + "\n".join(f"  {s.problem}" for s in specs))
+    specs = with_cross_shard_drops(config, specs, kind)
     config_hash = config.hash()
     store.check_writable()
     if not store.exists("config.json"):
@@ -149,8 +151,8 @@ def build(config: BuildConfig, out: str | Path, *, runner: str | None = None, li
 
     todo = specs
     if resume:
-        problems = _per_shard(lambda s: verify_shard(store, s.shard_id, config_hash, hashes=store.local is not None),
-                              specs)
+        problems = _per_shard(lambda s: verify_shard(store, s.shard_id, config_hash, hashes=store.local is not None,
+                                                     plan_key=s.key()), specs)
         todo = [spec for spec, found in zip(specs, problems, strict=True) if found]
     summary = BuildSummary(out_dir=out, planned=len(specs), skipped=len(specs) - len(todo), written=0)
     # shards go through the stages in batches of llm.batch_shards; a batch with a shard to do is redone whole

@@ -27,7 +27,8 @@ def load_sidecar(store: Store | str | Path, shard_id: int) -> ShardSidecar | Non
     return ShardSidecar.from_json(json.loads(text))
 
 
-def verify_shard(store: Store | str | Path, shard_id: int, config_hash: str, hashes: bool = True) -> list[str]:
+def verify_shard(store: Store | str | Path, shard_id: int, config_hash: str, hashes: bool = True,
+                 plan_key: str | None = None) -> list[str]:
     """Reasons the shard is not complete and intact (empty list: it verifies).
 
     ``hashes=False`` checks each file's size but not its sha256: for resuming on an object store, where a file
@@ -42,6 +43,9 @@ def verify_shard(store: Store | str | Path, shard_id: int, config_hash: str, has
     problems = []
     if sidecar.config_hash != config_hash:
         problems.append(f"shard {shard_id}: written with config {sidecar.config_hash}, expected {config_hash}")
+    if plan_key is not None and sidecar.plan_key not in (None, plan_key):
+        problems.append(f"shard {shard_id}: written for another plan of the sources (another --limit, or files "
+                        "that changed)")
     for rel, meta in sidecar.files.items():
         try:
             size = store.size(rel)  # one request on a store, where it also says whether the file exists
@@ -75,7 +79,7 @@ def write_manifest(store: Store | str | Path, config_hash: str, planned: list[di
         "config_hash": config_hash,
         "created_unix": int(time.time()),
         "planned_shards": len(planned),
-        "planned_docs": sum(p["stop"] - p["start"] for p in planned),
+        "planned_docs": _planned_docs(planned),
         "complete_shards": len(sidecars),
         "failed_shards": {str(k): v for k, v in sorted(failed.items())},
         "input_docs": sum(sc.input_docs for sc in sidecars),
@@ -101,6 +105,14 @@ def write_manifest(store: Store | str | Path, config_hash: str, planned: list[di
         handle.write(json.dumps(manifest, indent=1, sort_keys=True).encode())
         crash_point("manifest")
     return manifest
+
+
+def _planned_docs(planned: list[dict]) -> int | None:
+    """Documents the plan names; None when some shards are byte ranges whose documents are counted as read."""
+    from align_data.pipeline.plan import planned_docs
+
+    counts = [planned_docs(p) for p in planned]
+    return None if None in counts else sum(counts)
 
 
 def _counts(c: StageCounts) -> dict:

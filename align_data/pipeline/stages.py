@@ -14,7 +14,7 @@ from align_data.config import BuildConfig
 from align_data.errors import AlignDataError, ServiceUnavailable
 from align_data.pipeline.plan import ShardSpec
 from align_data.faults import crash_point
-from align_data.pipeline.reader import read_documents
+from align_data.pipeline.reader import read_pieces
 from align_data.schemas import ErrorInfo, Provenance, Record, SourceRef
 from align_data.schemas.sidecar import StageCounts
 from align_data.stages.acoustics import AcousticsStage
@@ -78,6 +78,7 @@ class ShardResult:
     stages: dict[str, StageCounts] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     filtered_by: dict[str, str] = field(default_factory=dict)  # record id -> stage that filtered it
+    docs_read: int = 0  # source documents the shard read (its sidecar's input_docs)
 
 
 def _count(before: list[Record], after: list[Record], stage: str, filtered_by: dict[str, str]) -> StageCounts:
@@ -105,12 +106,23 @@ def _source_record(spec: ShardSpec, config: BuildConfig) -> Record:
     return dataclasses.replace(record, filtered="empty_source")
 
 
+def read_documents(spec: ShardSpec, config: BuildConfig) -> list:
+    """The documents of the shard's pieces of its source (none for an unreadable or empty source)."""
+    if not spec.pieces:
+        return []
+    return read_pieces(config.sources[spec.source_index], spec.reader, spec.pieces, spec.by_offset,
+                       config.storage.options)
+
+
 def start_shard(spec: ShardSpec, config: BuildConfig, source: SourceStage) -> ShardResult:
-    """Read the shard's documents and cut them into records (the ``source`` stage)."""
+    """Read the shard's documents and cut them into records (the ``source`` stage); segments whose dedup key an
+    earlier shard holds (``spec.drop``) are filtered as ``cross_shard_duplicate``."""
     t0 = time.perf_counter()
-    docs = (read_documents(config.sources[spec.source_index], spec.start, spec.stop, config.storage.options)
-            if spec.num_docs else [])
-    records = source.records(docs, spec.shard_id) if docs else [_source_record(spec, config)]
+    docs = read_documents(spec, config)
+    if docs:
+        records = source.records(docs, spec.shard_id, held=frozenset(spec.drop))
+    else:  # a range with no document start in it has no records; an unreadable or empty source has one
+        records = [] if spec.pieces else [_source_record(spec, config)]
     license = config.sources[spec.source_index].license
     if license is not None:
         records = [dataclasses.replace(r, provenance=Provenance(license=license)) for r in records]
@@ -119,7 +131,7 @@ def start_shard(spec: ShardSpec, config: BuildConfig, source: SourceStage) -> Sh
         if r.error is not None:
             source_counts.errors[r.error.kind] = source_counts.errors.get(r.error.kind, 0) + 1
     result = ShardResult(spec, records, {"source": source_counts},
-                         {"source": round(time.perf_counter() - t0, 4)})
+                         {"source": round(time.perf_counter() - t0, 4)}, docs_read=len(docs))
     for r in records:
         if r.filtered:
             source_counts.filtered[r.filtered] = source_counts.filtered.get(r.filtered, 0) + 1

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 
 from align_data.errors import AlignDataError
 from align_data.pipeline.manifest import load_sidecar, verify_shard
+from align_data.pipeline.plan import ShardSpec, planned_docs
 from align_data.pipeline.writers import shard_name
 from align_data.schemas.arrow import META_SCHEMA_VERSION, check_schema_version
 from align_data.storage import Store, as_store
@@ -150,7 +151,7 @@ def validate_build(out_dir: str | Path | Store) -> list[str]:
     docs = 0
     for spec in plan:
         sid = spec["shard_id"]
-        shard_problems = verify_shard(out, sid, config_hash)
+        shard_problems = verify_shard(out, sid, config_hash, plan_key=ShardSpec(**spec).key())
         problems.extend(shard_problems)
         if shard_problems:
             continue
@@ -160,9 +161,9 @@ def validate_build(out_dir: str | Path | Store) -> list[str]:
         except AlignDataError as exc:
             problems.append(str(exc))
             continue
-        if sidecar.input_docs != spec["stop"] - spec["start"]:
-            problems.append(f"shard {sid}: read {sidecar.input_docs} documents, planned "
-                            f"{spec['stop'] - spec['start']}")
+        planned = planned_docs(spec)
+        if planned is not None and sidecar.input_docs != planned:
+            problems.append(f"shard {sid}: read {sidecar.input_docs} documents, planned {planned}")
         docs += sidecar.input_docs
         if sidecar.rows + sidecar.errors + sidecar.filtered != sidecar.candidates:
             problems.append(f"shard {sid}: rows {sidecar.rows} + errors {sidecar.errors} + filtered "
@@ -186,9 +187,9 @@ def validate_build(out_dir: str | Path | Store) -> list[str]:
                 if rid in seen:
                     problems.append(f"shard {sid}: duplicate id {rid} in {kind}")
                 seen.add(rid)
-    planned_docs = sum(s["stop"] - s["start"] for s in plan)
-    if not problems and docs != planned_docs:
-        problems.append(f"documents read {docs} != planned {planned_docs}")
+    counts = [planned_docs(s) for s in plan]
+    if not problems and None not in counts and docs != sum(counts):
+        problems.append(f"documents read {docs} != planned {sum(counts)}")
     problems.extend(_unknown_files(out, plan))
     problems.extend(_check_manifest(out, sidecars))
     return problems

@@ -83,12 +83,12 @@ def write_shard(store: Store | str | Path, result: ShardResult, config_hash: str
     voices = Counter(f"{v.backend}:{v.voice_id}" for v in voiced)
     sidecar = ShardSidecar(
         shard_id=result.spec.shard_id, schema_version=SCHEMA_VERSION, config_hash=config_hash,
-        input_docs=result.spec.num_docs, candidates=len(result.records), rows=len(rows),
+        input_docs=result.docs_read, candidates=len(result.records), rows=len(rows),
         errors=len(errors), filtered=len(filtered),
         audio_seconds=round(sum(c.duration_s for r in rows for c in r.audio), 3),
         tasks=dict(sorted(tasks.items())), voices=dict(sorted(voices.items())), splits=dict(sorted(splits.items())),
         genders=dict(sorted(genders.items())),
-        stages=result.stages, files=files, seconds=result.seconds,
+        stages=result.stages, files=files, seconds=result.seconds, plan_key=result.spec.key(),
     )
     with store.writer(f"shards/{name}.json") as handle:
         handle.write(json.dumps(sidecar.to_json(), sort_keys=True, indent=1).encode())

@@ -48,6 +48,7 @@ class ShardSidecar:
     stages: dict[str, StageCounts]
     files: dict[str, dict[str, Any]]  # relative path -> {"sha256", "bytes"}
     seconds: dict[str, float]  # wall time per stage
+    plan_key: str | None = None  # ShardSpec.key() of what the shard read (absent from sidecars written before it)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

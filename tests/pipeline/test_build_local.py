@@ -176,10 +176,10 @@ def test_a_failing_shard_is_reported_and_resume_finishes_it(tmp_path, interleave
 
     real = stages_mod.read_documents
 
-    def flaky(source, start, stop, options=None):
-        if start == 2:
+    def flaky(spec, config):
+        if spec.start == 2:
             raise OSError("disk went away")
-        return real(source, start, stop, options)
+        return real(spec, config)
 
     monkeypatch.setattr(stages_mod, "read_documents", flaky)
     summary = build(interleaved_config, tmp_path / "o")

@@ -32,6 +32,7 @@ format = "txt"
 [segment]
 min_words = 4
 max_words = 14
+dedup = false  # the corpus is the tiny one repeated: its repeats are rows for the pool's voices (dedup drops them across shards)
 
 [interleave]
 task_weights = {{ interleaved = 1.0 }}

@@ -44,15 +44,24 @@ class SourceStage(Stage):
         draw = rng_for(self.seed, -1, f"{doc.dataset}/{doc.doc_id}", "split").random()
         return "heldout" if draw < self.heldout_fraction else "train"
 
-    def records(self, docs: list[Document], shard_id: int) -> list[Record]:
-        """Every candidate segment of ``docs`` as a record: live, or filtered with a reason."""
+    def records(self, docs: list[Document], shard_id: int, held: frozenset[str] = frozenset()) -> list[Record]:
+        """Every candidate segment of ``docs`` as a record: live, or filtered with a reason. ``held``: dedup keys
+        that an earlier shard holds (its segments are filtered as ``cross_shard_duplicate``)."""
         out: list[Record] = []
         seen: set[str] = set()
         for doc in docs:
-            out.extend(self._document(doc, shard_id, seen))
+            out.extend(self._document(doc, shard_id, seen, held))
         return out
 
-    def _document(self, doc: Document, shard_id: int, seen: set[str]) -> list[Record]:
+    def dedup_keys(self, docs: list[Document], shard_id: int) -> list[str]:
+        """The dedup keys this shard holds, in order: those of its segments that reach the dedup check and are
+        the first of their key in the shard (kept, or sampled out after it)."""
+        if not self.config.dedup:
+            return []
+        return [dedup_key(r.text) for r in self.records(docs, shard_id) if r.filtered in (None, "sampled_out")
+                and r.error is None]
+
+    def _document(self, doc: Document, shard_id: int, seen: set[str], held: frozenset[str]) -> list[Record]:
         cfg = self.config
         text = normalize(doc.text if isinstance(doc.text, str) else "")
         base = f"{_ID_SAFE.sub('_', doc.dataset)}-{doc.row:09d}"
@@ -74,10 +83,10 @@ class SourceStage(Stage):
             nxt = segments[index + 1] if index + 1 < len(segments) else None
             record = Record(id=f"{base}-{index:03d}", shard_id=shard_id, text=segment, next_text=nxt,
                             source=SourceRef(doc.dataset, doc.doc_id, index), split=split)
-            records.append(dataclasses.replace(record, filtered=self._reason(record, seen)))
+            records.append(dataclasses.replace(record, filtered=self._reason(record, seen, held)))
         return records
 
-    def _reason(self, record: Record, seen: set[str]) -> str | None:
+    def _reason(self, record: Record, seen: set[str], held: frozenset[str]) -> str | None:
         cfg = self.config
         n_words = len(words(record.text))
         if n_words == 0:
@@ -91,6 +100,8 @@ class SourceStage(Stage):
             if key in seen:
                 return "duplicate"
             seen.add(key)
+            if key in held:
+                return "cross_shard_duplicate"
         if cfg.sample_fraction < 1.0:
             if rng_for(self.seed, record.shard_id, record.id, self.name).random() >= cfg.sample_fraction:
                 return "sampled_out"
