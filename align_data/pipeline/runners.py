@@ -12,10 +12,8 @@ from typing import Any, Callable, Iterator, Sequence
 from align_data.config import ActorPoolConfig, BuildConfig
 from align_data.errors import AlignDataError, ServiceUnavailable
 from align_data.pipeline.plan import ShardSpec
-from align_data.pipeline.stages import (ShardResult, apply_stages_together, build_stages, shard_error, stage_groups,
-                                        start_shard)
-from align_data.pipeline.worker import ShardWorker
-from align_data.pipeline.writers import write_shard
+from align_data.pipeline.stages import ShardResult, apply_stages_together, build_stages, stage_groups, start_shards
+from align_data.pipeline.worker import ShardWorker, write_results
 from align_data.stages.source import SourceStage
 from align_data.schemas.sidecar import ShardSidecar
 from align_data.storage import Store
@@ -259,26 +257,12 @@ class _RayGroupWorker:
         batch = ShardBatch.from_json(batch_json)
         try:
             if results is None:
-                results = []
-                for spec in batch.specs:
-                    try:
-                        results.append(start_shard(spec, self.config, self.source))
-                    except ServiceUnavailable:
-                        raise
-                    except Exception as exc:  # noqa: BLE001 -- reported per shard, like the local runner
-                        results.append(shard_error(exc))
+                results = start_shards(list(batch.specs), self.config, self.source)
             results = apply_stages_together(results, self.stages)
         except ServiceUnavailable as exc:
             return [(None, f"{UNAVAILABLE}{exc}")] * len(batch.specs), None
         if not self.last:
             return [(None, r if isinstance(r, str) else None) for r in results], results
-        statuses: list[tuple[dict | None, str | None]] = []
-        for spec, result in zip(batch.specs, results, strict=True):
-            if isinstance(result, str) or spec.shard_id in batch.done:
-                statuses.append((None, result if isinstance(result, str) else None))
-                continue
-            try:
-                statuses.append((write_shard(self.store, result, self.config.hash()).to_json(), None))
-            except Exception as exc:  # noqa: BLE001 -- reported per shard, like the local runner
-                statuses.append((None, shard_error(exc)))
-        return statuses, None
+        written = {spec.shard_id: (None if sidecar is None else sidecar.to_json(), error) for spec, sidecar, error
+                   in write_results(self.store, list(batch.specs), results, batch.done, self.config.hash())}
+        return [written.get(spec.shard_id, (None, None)) for spec in batch.specs], None

@@ -7,6 +7,8 @@ import importlib.util
 import re
 import time
 import traceback
+from collections.abc import Callable
+from typing import Any, TypeVar
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -145,6 +147,20 @@ def shard_error(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=-6)}"
 
 
+T = TypeVar("T")
+
+
+def or_error(function: Callable[..., T], *args: Any) -> T | str:
+    """``function(*args)``, or the shard's error (``shard_error``) when it raises: one shard's failure is reported,
+    the others go on. ServiceUnavailable propagates (every later shard would fail the same way)."""
+    try:
+        return function(*args)
+    except ServiceUnavailable:
+        raise
+    except Exception as exc:  # noqa: BLE001 -- reported per shard
+        return shard_error(exc)
+
+
 def _record_stage(result: ShardResult, stage: Stage, after: list[Record], usage: dict[str, int],
                   seconds: float) -> None:
     if len(after) != len(result.records):
@@ -196,39 +212,27 @@ def apply_stages_together(results: list[ShardResult | str], stages: list[Stage])
     for stage in stages:
         live = [i for i, r in enumerate(out) if isinstance(r, ShardResult)]
         if stage.across_shards and len(live) > 1:
-            try:
-                _across(stage, [out[i] for i in live])
-            except ServiceUnavailable:
-                raise
-            except Exception as exc:  # noqa: BLE001 -- reported per shard, like the runners do
-                error = shard_error(exc)
+            error = or_error(_across, stage, [out[i] for i in live])
+            if error is not None:
                 for i in live:
                     out[i] = error
             crash_point(f"stage:{stage.name}")
             continue
         for i in live:
-            try:
-                out[i] = apply_stages(out[i], [stage])
-            except ServiceUnavailable:
-                raise
-            except Exception as exc:  # noqa: BLE001 -- reported per shard, like the runners do
-                out[i] = shard_error(exc)
+            out[i] = or_error(apply_stages, out[i], [stage])
     return out
+
+
+def start_shards(specs: list[ShardSpec], config: BuildConfig, source: SourceStage) -> list[ShardResult | str]:
+    """``start_shard`` of each shard, or its error."""
+    return [or_error(start_shard, spec, config, source) for spec in specs]
 
 
 def run_shards(specs: list[ShardSpec], config: BuildConfig, source: SourceStage,
                stages: list[Stage]) -> list[ShardResult | str]:
     """Read each shard's documents, then pass the shards through the stages together (``apply_stages_together``):
     each one's result, or its error."""
-    started: list[ShardResult | str] = []
-    for spec in specs:
-        try:
-            started.append(start_shard(spec, config, source))
-        except ServiceUnavailable:
-            raise
-        except Exception as exc:  # noqa: BLE001 -- reported per shard, like the runners do
-            started.append(shard_error(exc))
-    return apply_stages_together(started, stages)
+    return apply_stages_together(start_shards(specs, config, source), stages)
 
 
 # Which Ray actor pool runs a stage in the "split" layout (stages not named here run in "speech").

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Iterable
 
 from align_data.config import BuildConfig
-from align_data.errors import ServiceUnavailable
 from align_data.pipeline.plan import ShardSpec
-from align_data.pipeline.stages import build_stages, run_shards, shard_error
+from align_data.pipeline.stages import ShardResult, build_stages, or_error, run_shards
 from align_data.pipeline.writers import write_shard
 from align_data.schemas.sidecar import ShardSidecar
 from align_data.stages.source import SourceStage
@@ -33,18 +32,20 @@ class ShardWorker:
         """Each shard's (spec, sidecar, None) or (spec, None, error), in order; the shards in ``done`` go through
         the stages (so the others see the same batches) but are not written nor reported. ServiceUnavailable
         stops the whole batch."""
-        specs, done = list(specs), set(done)
-        outcomes = []
-        for spec, result in zip(specs, run_shards(specs, self.config, self.source, self.stages), strict=True):
-            if spec.shard_id in done:
-                continue
-            if isinstance(result, str):
-                outcomes.append((spec, None, result))
-                continue
-            try:
-                outcomes.append((spec, write_shard(self.store, result, self.config_hash), None))
-            except ServiceUnavailable:
-                raise
-            except Exception as exc:  # noqa: BLE001 -- one shard that cannot be written fails alone
-                outcomes.append((spec, None, shard_error(exc)))
-        return outcomes
+        specs = list(specs)
+        results = run_shards(specs, self.config, self.source, self.stages)
+        return write_results(self.store, specs, results, done, self.config_hash)
+
+
+def write_results(store: Store, specs: list[ShardSpec], results: list[ShardResult | str], done: Iterable[int],
+                  config_hash: str) -> list[tuple[ShardSpec, ShardSidecar | None, str | None]]:
+    """Write each shard of a batch that is not ``done``: (spec, sidecar, None), or (spec, None, error) for a shard
+    that failed in a stage or cannot be written (it fails alone)."""
+    done = set(done)
+    outcomes = []
+    for spec, result in zip(specs, results, strict=True):
+        if spec.shard_id in done:
+            continue
+        written = result if isinstance(result, str) else or_error(write_shard, store, result, config_hash)
+        outcomes.append((spec, None, written) if isinstance(written, str) else (spec, written, None))
+    return outcomes

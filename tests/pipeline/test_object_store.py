@@ -240,12 +240,12 @@ def test_kill_mid_build_then_resume_on_a_store(s3, config_file, reference, point
 def test_ray_workers_write_their_shards_to_the_store(s3, config_file, reference, monkeypatch):
     import ray
 
-    import align_data.pipeline.runners as runners
+    import align_data.pipeline.worker as worker
 
     def driver_must_not_write(*args, **kwargs):
         raise AssertionError("the driver wrote a shard")
 
-    monkeypatch.setattr(runners, "write_shard", driver_must_not_write)  # patched here, not in the actors
+    monkeypatch.setattr(worker, "write_shard", driver_must_not_write)  # patched here, not in the actors
     if ray.is_initialized():
         ray.shutdown()  # a fresh local Ray: its workers inherit this environment (the store's endpoint)
     url = f"s3://{BUCKET}/builds/ray"
