@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from align_data.errors import AlignDataError
 
 # Fields that may change between a run and its resume; every other field must match the checkpoint.
-RESUMABLE_CHANGES = frozenset({"steps", "log_every", "save_every", "threads", "device", "metrics"})
+RESUMABLE_CHANGES = frozenset({"steps", "log_every", "save_every", "threads", "device", "metrics",
+                               "encoder_cache_mb"})
 Recipe = Literal["continuation", "description", "interleaved", "mtbi"]
 
 
@@ -69,6 +70,10 @@ class TrainConfig(BaseModel):
     threads: int | None = Field(None, ge=1, description="torch CPU threads; None = torch's default (one per core). "
                                 "On an idle 2-core machine 2 threads stepped 1.8x faster than 1; on one busy with "
                                 "other jobs, use fewer than its cores (there 2 threads ran several times slower).")
+    encoder_cache_mb: int = Field(2048, ge=0, description="Memory (MiB, on the training device) for the frozen "
+                                  "Whisper encoder's outputs per clip, read again from the second epoch on instead "
+                                  "of re-encoding; 0 = off. A clip of 5 s takes ~0.5 MiB (whisper-base). The "
+                                  "values are the same either way (each clip is encoded alone).")
     whisper: str = Field("embedded", description="HF Whisper folder, or 'embedded' for the prepared whisper-base.")
     llm: str = Field("embedded", description="HF causal-LM folder (with tokenizer), or 'embedded' for the prepared "
                      "Gemma 3 270M.")

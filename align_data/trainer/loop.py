@@ -40,7 +40,14 @@ from align_data.trainer.distributed import (
     sum_across,
     sum_gradients,
 )
-from align_data.trainer.model import FrozenModels, SpeechLM, build_adapter, load_frozen_models, resolve_device
+from align_data.trainer.model import (
+    EncoderCache,
+    FrozenModels,
+    SpeechLM,
+    build_adapter,
+    load_frozen_models,
+    resolve_device,
+)
 from align_data.trainer.step_log import StepLog, check_sinks
 from align_data.trainer.stream import batch_stream, mixture_weights, scan_shards
 
@@ -144,7 +151,7 @@ def train(shards_dir: Path, out_dir: Path, config: TrainConfig, *, resume: bool 
     Returns steps, start_step, losses (this run), final_loss, seconds_per_step (mean, first step excluded when
     there are more), trainable_params, examples (usable in the shards), examples_per_recipe, mixture (weights
     used), counts (rows/targets skipped by reason), peak_rss_mb, peak_gpu_mb (torch's peak allocation on the
-    GPU, None on CPU), out_dir.
+    GPU, None on CPU), encoder_cache (clips and MiB held, hits, misses; None when off), out_dir.
     """
     shards_dir, out_dir = Path(shards_dir), Path(out_dir)
     if not resume and (out_dir / STATE_FILE).exists():
@@ -199,7 +206,8 @@ def _train_in_world(shards_dir: Path, out_dir: Path, config: TrainConfig, world:
                           bucket_batches=config.bucket_batches, shuffle_window=config.shuffle_window, seed=config.seed)
     adapter = checkpoint[1] if checkpoint is not None else build_adapter(models.encoder, models.lm, config.seed, config)
     adapter = adapter.to(device=device, dtype=torch.float32)  # fp32 master weights, also beside bf16 frozen models
-    model = SpeechLM(models.encoder, adapter, models.lm).train()
+    cache = EncoderCache(config.encoder_cache_mb * 2**20) if config.encoder_cache_mb else None
+    model = SpeechLM(models.encoder, adapter, models.lm, cache).train()
     params = [p for p in adapter.parameters() if p.requires_grad]
     trainable = sum(p.numel() for p in params)
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
@@ -281,6 +289,8 @@ def _train_in_world(shards_dir: Path, out_dir: Path, config: TrainConfig, world:
         "examples_per_recipe": index.examples,
         "mixture": mixture,
         "counts": index.counts,
+        "encoder_cache": ({"clips": len(cache.states), "mb": round(cache.bytes / 2**20, 1), "hits": cache.hits,
+                           "misses": cache.misses} if cache is not None else None),
         "peak_rss_mb": round(_peak_rss_mb(), 1),
         "peak_gpu_mb": round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if device.type == "cuda" else None,
         "out_dir": str(out_dir),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -43,12 +44,44 @@ class Assembled:
     labels: torch.Tensor  # (N,) target ids, in the row-major order of ``keep``
 
 
-class SpeechLM(nn.Module):
-    """Frozen Whisper encoder + trainable adapter + frozen causal LM; only the adapter gets gradients."""
+class EncoderCache:
+    """The frozen encoder's output per clip, keyed by a digest of the clip's features and kept up to ``max_bytes``:
+    the encoder never changes, so from the second epoch on (and for every untrained adapter an evaluation scores
+    beside the trained one) a clip's states are read instead of computed. Clips past the budget are encoded each
+    time they come."""
 
-    def __init__(self, encoder: WhisperEncoder, adapter: SpeechAdapter, lm: PreTrainedModel) -> None:
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.states: dict[bytes, torch.Tensor] = {}
+        self.bytes = self.hits = self.misses = 0
+
+    def get(self, features: torch.Tensor, encode: Any) -> torch.Tensor:
+        """The states of one clip's (mels, frames) ``features``; ``encode`` computes them on a miss."""
+        key = hashlib.blake2b(features.detach().cpu().numpy().tobytes(), digest_size=16).digest()
+        found = self.states.get(key)
+        if found is not None:
+            self.hits += 1
+            return found
+        self.misses += 1
+        states = encode(features)
+        size = states.numel() * states.element_size()
+        if self.bytes + size <= self.max_bytes:
+            self.states[key] = states
+            self.bytes += size
+        return states
+
+
+class SpeechLM(nn.Module):
+    """Frozen Whisper encoder + trainable adapter + frozen causal LM; only the adapter gets gradients.
+
+    Each clip is encoded alone (its states never depend on which clips share its batch, so they can be cached and a
+    resumed run reads what an uninterrupted one computed); ``encoder_cache`` keeps them across steps."""
+
+    def __init__(self, encoder: WhisperEncoder, adapter: SpeechAdapter, lm: PreTrainedModel,
+                 encoder_cache: EncoderCache | None = None) -> None:
         super().__init__()
         self.encoder, self.adapter, self.lm = encoder, adapter, lm
+        self.encoder_cache = encoder_cache
         for frozen in (encoder, lm):
             frozen.requires_grad_(False)
             frozen.eval()
@@ -63,17 +96,22 @@ class SpeechLM(nn.Module):
     def device(self) -> torch.device:
         return self.lm.get_input_embeddings().weight.device
 
+    def encode_clip(self, features: torch.Tensor) -> torch.Tensor:
+        """The frozen encoder's (frames/2, d) states of one clip's (mels, frames) features."""
+        with torch.no_grad():
+            return encode_short(self.encoder, features.unsqueeze(0).to(self.device))[0]
+
     def speech_embeddings(self, features: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
-        """One (n_i, hidden) adapter output per clip; clips of equal length are encoded together, unpadded."""
+        """One (n_i, hidden) adapter output per clip; clips of equal length go through the adapter together."""
+        cache = self.encoder_cache
+        states = [cache.get(f, self.encode_clip) if cache is not None else self.encode_clip(f) for f in features]
         groups: dict[int, list[int]] = defaultdict(list)
         for i, feats in enumerate(features):
             groups[feats.shape[-1]].append(i)
         out: list[torch.Tensor | None] = [None] * len(features)
         lm_dtype = self.lm.get_input_embeddings().weight.dtype
         for indices in groups.values():
-            stacked = torch.stack([features[i] for i in indices]).to(self.device)
-            with torch.no_grad():
-                encoded = encode_short(self.encoder, stacked)
+            encoded = torch.stack([states[i] for i in indices])
             adapted = self.adapter(encoded.float()).to(lm_dtype)
             for row, i in enumerate(indices):
                 out[i] = adapted[row]

@@ -16,7 +16,7 @@ from align_data.schemas import records_to_table
 from align_data.trainer import TrainConfig, train
 from align_data.trainer.data import Featurizer, as_transcript, load_examples, read_records
 from align_data.trainer.evaluate import HELDOUT_SPLITS, _alternate_tasks, evaluate, split_counts
-from align_data.trainer.generate import greedy_ids, prompt_embeddings, respond
+from align_data.trainer.generate import greedy_batch, greedy_ids, prompt_embeddings, respond, respond_batch
 from align_data.trainer.similarity import SentenceEmbedder, bleu, chrf, similarity
 from align_data.trainer.model import SpeechLM, build_adapter, load_frozen_models
 from align_data.trainer.report import GENERATIONS_FILE, PLOTS, REPORT_DIR, REPORT_FILE, write_report
@@ -226,3 +226,34 @@ def test_eval_command_takes_ckpt_then_build(split_build: Path, trained: Path) ->
     assert list(body["splits"]) == ["heldout"] and "baseline_speech_loss" not in body
     missing = runner.invoke(app, ["eval", str(trained)])
     assert missing.exit_code == 1 and "missing the build folder" in missing.output
+
+
+def test_batched_greedy_gives_each_row_its_own_answer(speech_lm, tiny_build: Path) -> None:
+    """Prompts of different lengths decoded in one left-padded batch get the tokens each gets alone, stopping rows
+    apart (a stopped row adds nothing while the others go on)."""
+    model, frozen = speech_lm
+    examples, _ = load_examples(tiny_build, frozen.tokenizer, max_target_tokens=32)
+    featurize = Featurizer(frozen.extractor, 30.0)
+    prompts = [prompt_embeddings(model, ex, featurize)[0] for ex in examples[:3]]
+    prompts.append(prompts[0][:3])  # a much shorter one: most of its row is padding
+    assert len({p.shape[0] for p in prompts}) > 1
+    alone = [greedy_ids(frozen.lm, p.unsqueeze(0), max_new_tokens=6, eos_token_id=None, stop_text=None)
+             for p in prompts]
+    together = greedy_batch(frozen.lm, prompts, max_new_tokens=6, eos_token_id=None, stop_text=None)
+    assert together == alone and all(len(ids) == 6 for ids in together)
+    stop = alone[1][2]  # the third token of row 1 ends row 1 (and any row that meets it) only
+    stopped = greedy_batch(frozen.lm, prompts, max_new_tokens=6, eos_token_id=stop, stop_text=None)
+    assert stopped[1] == alone[1][: alone[1].index(stop)]
+    for row, ids in enumerate(alone):
+        assert stopped[row] == (ids[: ids.index(stop)] if stop in ids else ids)
+    texts = respond_batch(model, examples[:3], featurize, frozen.tokenizer, 6)
+    assert texts == [respond(model, ex, featurize, frozen.tokenizer, 6) for ex in examples[:3]]
+
+
+def test_evaluation_is_the_same_for_any_generation_batch(tiny_build: Path, trained: Path) -> None:
+    """Decoding the responses one at a time or all together changes no response and no score."""
+    kwargs = dict(splits=None, generate=None, max_new_tokens=5, embed=False, baseline=False, progress=False)
+    one = evaluate(tiny_build, trained, generate_batch=1, **kwargs)
+    many = evaluate(tiny_build, trained, generate_batch=3, **kwargs)
+    assert len(one["generations"]) >= 4
+    assert one["generations"] == many["generations"] and one["alignment"] == many["alignment"]

@@ -215,3 +215,14 @@ def test_shipped_train_configs_load(path: Path) -> None:
     from align_data.trainer.config import load_train_config
 
     assert load_train_config(path, {}).steps >= 1  # validation errors would raise
+
+
+def test_encoder_cache_changes_no_step(tiny_build: Path, tmp_path: Path, config: TrainConfig) -> None:
+    """Training with the encoder's outputs cached (read again once the stream wraps) steps exactly as without."""
+    steps = config.model_copy(update={"steps": 6, "save_every": 6})
+    cached = train(tiny_build, tmp_path / "cached", steps, progress=False)
+    plain = train(tiny_build, tmp_path / "plain", steps.model_copy(update={"encoder_cache_mb": 0}), progress=False)
+    assert cached["losses"] == plain["losses"] and plain["encoder_cache"] is None
+    assert cached["encoder_cache"]["hits"] > 0  # 6 steps of 2 went past the tiny build's examples
+    assert (tmp_path / "cached" / "adapter.safetensors").read_bytes() == \
+        (tmp_path / "plain" / "adapter.safetensors").read_bytes()

@@ -15,6 +15,7 @@ from align_data.trainer.data import Featurizer, TextPiece, as_transcript, collat
 from align_data.trainer.loop import StepLosses, accumulate
 from align_data.trainer.model import (
     Adapter,
+    EncoderCache,
     FrozenModels,
     SpeechLM,
     autocast_dtype,
@@ -202,3 +203,25 @@ def test_bf16_frozen_models_keep_an_fp32_adapter(tiny_models: tuple[Path, Path],
     assert all(p.dtype == torch.float32 and p.grad.dtype == torch.float32 for p in adapter.parameters())
     with pytest.raises(AlignDataError, match="bfloat16 on cpu"):
         resolve_device(config.model_copy(update={"device": "cpu", "dtype": "bfloat16"}))
+
+
+def test_encoder_cache_gives_the_states_it_would_compute(frozen: FrozenModels, tiny_build: Path) -> None:
+    """Cached encoder states equal fresh ones (each clip is encoded alone either way), the second pass over the same
+    clips is all hits, and a budget too small for a clip keeps nothing."""
+    examples, _ = load_examples(tiny_build, frozen.tokenizer, max_target_tokens=32)
+    batch = collate(examples, Featurizer(frozen.extractor, 30.0))
+    adapter = build_adapter(frozen.encoder, frozen.lm, seed=0)
+    plain = SpeechLM(frozen.encoder, adapter, frozen.lm)
+    cache = EncoderCache(64 * 2**20)
+    cached = SpeechLM(frozen.encoder, adapter, frozen.lm, cache)
+    with torch.no_grad():
+        want = plain.speech_embeddings(batch.features)
+        first = cached.speech_embeddings(batch.features)
+        assert cache.misses == len(batch.features) and cache.hits == 0 and cache.bytes > 0
+        again = cached.speech_embeddings(batch.features)
+    assert cache.hits == len(batch.features) and cache.misses == len(batch.features)
+    assert all(torch.equal(a, b) and torch.equal(a, c) for a, b, c in zip(want, first, again, strict=True))
+    tight = EncoderCache(1)
+    with torch.no_grad():
+        SpeechLM(frozen.encoder, adapter, frozen.lm, tight).speech_embeddings(batch.features)
+    assert tight.states == {} and tight.bytes == 0 and tight.misses == len(batch.features)
