@@ -7,7 +7,7 @@ DEMO_OUT ?= demo_out
 export RAY_AUTH_MODE ?= disabled
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup system-deps demo test test-fast test-vllm test-nemo bench clean
+.PHONY: setup system-deps demo test test-fast test-vllm test-nemo bench bench-alignment clean
 
 system-deps:  ## espeak-ng (TTS engine), FFmpeg (audio IO of the coqui extra), Chromium (report page test) from the system package manager
 	@if command -v espeak-ng >/dev/null 2>&1 && command -v ffmpeg >/dev/null 2>&1; then :; \
@@ -132,7 +132,15 @@ test-nemo: system-deps $(NEMO_VENV)/.installed  ## the NeMo tests (our exports t
 	$(NEMO_VENV)/bin/pytest -q -m nemo -p no:cacheprovider tests/export
 
 bench: setup $(VENV)/.installed-llamacpp  ## benchmarks under benchmarks/ (print ratios against a baseline in the same run)
-	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in benchmarks/bench_*.py; do [ $$b = benchmarks/bench_alignment.py ] && continue; \
+		echo "== $$b"; $(PY) $$b || exit 1; done
+
+$(VENV)/.installed-bench: $(VENV)/.installed
+	$(PY) -m pip install -q -c constraints.txt -e ".[cpu,test,bench]"
+	touch $@
+
+bench-alignment: setup $(VENV)/.installed-bench  ## does the corpus teach alignment: build, train at 2 sizes, eval (hours on 2 cores)
+	$(PY) benchmarks/bench_alignment.py --out bench_alignment_out $(ARGS)
 
 clean:
 	rm -rf $(DEMO_OUT) .pytest_cache

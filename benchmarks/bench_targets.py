@@ -113,12 +113,20 @@ def engines(args: argparse.Namespace) -> None:
     seeds = list(range(len(batch)))
     runs = {}
     planned = ctranslate2_client.plan_groups
-    for name, backend, plan, call in (("transformers fp32", "transformers", None, args.batch_size),
-                                      ("ctranslate2 int8, groups of 4", "ctranslate2", fixed_groups, args.batch_size),
-                                      ("ctranslate2 int8, planned groups", "ctranslate2", planned, args.batch_size),
-                                      ("ctranslate2 int8, planned, one call", "ctranslate2", planned, len(batch))):
+    default_group = ctranslate2_client.CTranslate2Client.max_group
+    for name, backend, plan, call, group in (
+            ("transformers fp32", "transformers", None, args.batch_size, None),
+            ("ctranslate2 int8, groups of 4", "ctranslate2", fixed_groups, args.batch_size, None),
+            ("ctranslate2 int8, planned groups", "ctranslate2", planned, args.batch_size, None),
+            ("ctranslate2 int8, planned, one call", "ctranslate2", planned, len(batch), None),
+            (f"ctranslate2 int8, planned, one call, groups <= {args.max_group}", "ctranslate2", planned, len(batch),
+             args.max_group)):
+        if group == default_group:
+            continue
         ctranslate2_client.plan_groups = plan or planned
         client = make_client(LLMConfig(backend=backend, cache=False, threads=args.threads), None).inner
+        if group is not None:
+            client.max_group = group
         if backend == "ctranslate2":
             lengths = sorted(len(client.tokenizer(p.text)["input_ids"]) for p in batch)
             print(f"prompt tokens: {lengths[0]}..{lengths[-1]}, median {lengths[len(lengths) // 2]}", flush=True)
@@ -131,7 +139,7 @@ def engines(args: argparse.Namespace) -> None:
         seconds = time.perf_counter() - t0
         tokens = sum(a.tokens_out for a in answers)
         runs[name] = (seconds, tokens, [a.text for a in answers])
-        print(f"{name:37s}: {len(batch)} prompts, {tokens} tokens in {seconds:6.1f}s = {tokens / seconds:6.1f} "
+        print(f"{name:50s}: {len(batch)} prompts, {tokens} tokens in {seconds:6.1f}s = {tokens / seconds:6.1f} "
               f"tokens/s, {len(batch) / seconds:.2f} prompts/s", flush=True)
         del client
     ctranslate2_client.plan_groups = planned
@@ -198,6 +206,8 @@ def main() -> None:
     parser.add_argument("--prefix-cache", action="store_true", help="measure the transformers prefix cache instead")
     parser.add_argument("--rows", type=int, default=16, help="--prefix-cache: rows per task")
     parser.add_argument("--engines", action="store_true", help="transformers fp32 vs ctranslate2 int8 instead")
+    parser.add_argument("--max-group", type=int, default=16, help="--engines: also int8 in one call with generate "
+                        "calls of up to this many prompts (the client's default: 8)")
     parser.add_argument("--steps", action="store_true", help="ctranslate2 prefill and decode-step costs instead")
     args = parser.parse_args()
     if args.steps:
