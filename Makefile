@@ -67,7 +67,7 @@ $(VENV)/.installed-llamacpp: $(VENV)/.installed
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(PY) -m pip install -q -c constraints.txt -e ".[llamacpp]"
 	touch $@
 
-test: setup $(VENV)/.installed-tts $(VENV)/.installed-llamacpp  ## the whole test suite, slow real-model tests included
+test: setup $(VENV)/.installed-tts $(VENV)/.installed-llamacpp $(VENV)/.installed-bench  ## the whole test suite, slow real-model tests included
 	$(BIN)/pytest -q tests
 
 test-fast: $(VENV)/.installed $(VENV)/.installed-tts  ## unit tests only (no real models)
@@ -136,7 +136,7 @@ bench: setup $(VENV)/.installed-llamacpp  ## benchmarks under benchmarks/ (print
 		echo "== $$b"; $(PY) $$b || exit 1; done
 
 $(VENV)/.installed-bench: $(VENV)/.installed
-	$(PY) -m pip install -q -c constraints.txt -e ".[cpu,test,bench]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[bench]"
 	touch $@
 
 bench-alignment: setup $(VENV)/.installed-bench  ## does the corpus teach alignment: build, train at 2 sizes, eval (hours on 2 cores)
