@@ -1,7 +1,7 @@
 """Does the corpus teach alignment? A data-scaling run of the bundled trainer on a corpus built from real news text.
 
-Builds one corpus with the demo's settings (voices, LLM, task mix, held-out splits) from the Lee news corpus (348
-Australian news articles of 2001, ~2,900 sentences, shipped as test data in the PyPI package gensim: `pip install
+Builds one corpus with the demo's settings (voices, LLM, task mix, held-out splits) from the Lee news corpus (350
+Australian news articles, ~2,700 sentences and 64k words, shipped as test data in the PyPI package gensim: `pip install
 -e .[bench]`), trains the adapter on the first shards holding N training rows for each size in --sizes (smaller sizes
 are prefixes of the larger: one build serves all), and evaluates every adapter, and an untrained one (1 step at lr
 1e-9 from the same seed), on the same held-out documents, MTBI phrasings and MTBI task. Prints per size: training
@@ -42,7 +42,7 @@ from align_data.trainer.model import load_frozen_models, resolve_device
 from align_data.trainer.similarity import SentenceEmbedder
 
 ROOT = Path(__file__).resolve().parents[1]
-LEE_FILES = ("lee_background.cor", "lee.cor")  # 299 + 49 articles, one per line
+LEE_FILES = ("lee_background.cor", "lee.cor")  # 300 + 50 articles, one per line
 UNTRAINED = 0  # the size key of the untrained adapter
 
 
@@ -191,7 +191,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--out", type=Path, default=ROOT / "bench_alignment_out", help="where every part is kept")
-    parser.add_argument("--docs", type=int, default=None, help="build from the first N articles (default: all 348)")
+    parser.add_argument("--docs", type=int, default=None, help="build from the first N articles (default: all 350)")
     parser.add_argument("--sizes", type=_ints, default=[500, 2000], help="training rows per run, comma-separated")
     parser.add_argument("--steps", type=_ints, default=[250, 1000],
                         help="optimizer steps per size (one value: the same for all)")

@@ -58,8 +58,9 @@ def evaluate(shards_dir: Path, ckpt_dir: Path, *, splits: Iterable[str] | None =
     every example); generated examples alternate between tasks. ``baseline`` scores ``baseline_inits`` untrained
     adapters (seeds seed, seed+1, ...) and compares with their mean loss. ``embed`` loads MiniLM for the cosine
     unless an ``embedder`` is given. ``threads`` None keeps the checkpoint's. ``generate_batch`` responses are
-    decoded together (one left-padded batch; a decode step costs about as much for 16 rows as for one on CPU). Returns totals over the evaluated rows, a
-    ``per_task`` breakdown, one section per split under ``splits``, and the generated responses.
+    decoded together (one left-padded batch; a decode step costs about as much for 16 rows as for one on CPU).
+    Returns totals over the evaluated rows, a ``per_task`` breakdown, one section per split under ``splits``, and
+    the generated responses.
     """
     ckpt_dir = Path(ckpt_dir)
     if not (ckpt_dir / STATE_FILE).is_file():
