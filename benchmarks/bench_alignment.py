@@ -23,6 +23,7 @@ import argparse
 import importlib.util
 import json
 import re
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -107,8 +108,6 @@ def train_adapter(data: Path, ckpt: Path, config: Any, models: Any, resume: bool
     if resume and state.is_file() and json.loads(state.read_text())["step"] >= config.steps:
         return {"steps": config.steps, "reused": True}
     if not resume and ckpt.exists():
-        import shutil
-
         shutil.rmtree(ckpt)
     began = time.perf_counter()
     result = train(data, ckpt, config, resume=resume and state.is_file(), models=models)

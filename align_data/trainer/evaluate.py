@@ -106,12 +106,12 @@ class _Run:
 
     def __init__(self, config: TrainConfig, models: FrozenModels, ckpt_dir: Path, device: torch.device,
                  baseline_inits: int, embedder: SentenceEmbedder | None, batch_size: int, max_new_tokens: int,
-                 progress: bool, generate_batch: int = 16) -> None:
+                 progress: bool, generate_batch: int) -> None:
         self.models, self.embedder = models, embedder
         self.batch_size, self.max_new_tokens, self.progress = batch_size, max_new_tokens, progress
         self.generate_batch = max(1, generate_batch)
         # the trained and the untrained adapters read one clip's encoder states from one cache
-        cache = EncoderCache(config.encoder_cache_mb * 2**20) if config.encoder_cache_mb else None
+        cache = EncoderCache.for_config(config)
         self.model = SpeechLM(models.encoder, load_adapter(ckpt_dir, device), models.lm, cache).eval()
         # The untrained adapters of the run's seed and the next ones: one init is a noisy yardstick (seeds 0-2 of
         # the demo's adapter scored 3.58-3.83 on its held-out rows), their mean is the loss to beat.
@@ -130,8 +130,9 @@ class _Run:
         with tqdm(total=len(chosen), desc=f"generate {split}", unit="example", file=sys.stderr,
                   disable=not self.progress) as bar:
             for start in range(0, len(chosen), self.generate_batch):
-                generations += self.generations(split, chosen[start: start + self.generate_batch])
-                bar.update(len(chosen[start: start + self.generate_batch]))
+                batch = chosen[start: start + self.generate_batch]
+                generations += self.generations(split, batch)
+                bar.update(len(batch))
         section = {**_loss_summary([sums]), "alignment": _alignment(generations, self.embedder)}
         return {**section, "_sums": sums, "_generations": generations}
 

@@ -206,7 +206,7 @@ def _train_in_world(shards_dir: Path, out_dir: Path, config: TrainConfig, world:
                           bucket_batches=config.bucket_batches, shuffle_window=config.shuffle_window, seed=config.seed)
     adapter = checkpoint[1] if checkpoint is not None else build_adapter(models.encoder, models.lm, config.seed, config)
     adapter = adapter.to(device=device, dtype=torch.float32)  # fp32 master weights, also beside bf16 frozen models
-    cache = EncoderCache(config.encoder_cache_mb * 2**20) if config.encoder_cache_mb else None
+    cache = EncoderCache.for_config(config)
     model = SpeechLM(models.encoder, adapter, models.lm, cache).train()
     params = [p for p in adapter.parameters() if p.requires_grad]
     trainable = sum(p.numel() for p in params)
@@ -289,8 +289,7 @@ def _train_in_world(shards_dir: Path, out_dir: Path, config: TrainConfig, world:
         "examples_per_recipe": index.examples,
         "mixture": mixture,
         "counts": index.counts,
-        "encoder_cache": ({"clips": len(cache.states), "mb": round(cache.bytes / 2**20, 1), "hits": cache.hits,
-                           "misses": cache.misses} if cache is not None else None),
+        "encoder_cache": cache.stats() if cache is not None else None,
         "peak_rss_mb": round(_peak_rss_mb(), 1),
         "peak_gpu_mb": round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if device.type == "cuda" else None,
         "out_dir": str(out_dir),

@@ -70,6 +70,16 @@ class EncoderCache:
             self.bytes += size
         return states
 
+    @classmethod
+    def for_config(cls, config: TrainConfig) -> EncoderCache | None:
+        """The cache ``encoder_cache_mb`` asks for; None when it is 0 (off)."""
+        return cls(config.encoder_cache_mb * 2**20) if config.encoder_cache_mb else None
+
+    def stats(self) -> dict[str, float | int]:
+        """Clips and MiB held, hits and misses so far."""
+        return {"clips": len(self.states), "mb": round(self.bytes / 2**20, 1), "hits": self.hits,
+                "misses": self.misses}
+
 
 class SpeechLM(nn.Module):
     """Frozen Whisper encoder + trainable adapter + frozen causal LM; only the adapter gets gradients.
